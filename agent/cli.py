@@ -1,0 +1,140 @@
+"""`sekimori-agent`: enrol this device, run the agent, show its status."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from agent.config import DEFAULT_PROXY_PORT
+from agent.pac import render_pac
+from agent.runtime.app import load_config, run_agent
+from agent.runtime.enrol import EnrolmentError, enrol
+from agent.runtime.proxy import STATUS_PATH
+from ztcore.errors import ConfigError
+from ztcore.runtime.loop import run as run_loop
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Sekimori agent: tunnels this device's traffic to the Sekimori broker.")
+console = Console()
+DataDir = Annotated[Path, typer.Option("--data-dir", envvar="SEKIMORI_AGENT_DIR",
+                                       help="Where the device key, certificate and settings live.")]
+DEFAULT_DIR = Path.home() / ".sekimori-agent"
+
+
+@app.command()
+def enroll(broker: Annotated[str, typer.Option(help="Broker enrolment URL, https://host:port")],
+           code: Annotated[str, typer.Option(help="One-time enrolment code from your admin")],
+           ca_pin: Annotated[Optional[str], typer.Option(help="Broker CA pin (sha256:...)")] = None,
+           ca_file: Annotated[Optional[Path], typer.Option(help="Broker CA certificate file")] = None,
+           hostname: Annotated[Optional[str], typer.Option(help="Device name to register")] = None,
+           proxy_port: Annotated[int, typer.Option(help="Local proxy port")] = DEFAULT_PROXY_PORT,
+           data_dir: DataDir = DEFAULT_DIR) -> None:
+    """Make a key pair on this device and enrol it with a one-time code."""
+    try:
+        result = enrol(broker, code, data_dir, ca_pin=ca_pin, ca_file=ca_file, hostname=hostname)
+    except EnrolmentError as exc:
+        console.print(f"[red]enrolment failed:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if proxy_port != DEFAULT_PROXY_PORT:
+        cfg_path = data_dir / "agent.json"
+        raw = json.loads(cfg_path.read_text())
+        raw["proxy_port"] = proxy_port
+        cfg_path.write_text(json.dumps(raw, indent=2))
+    cfg = result.config
+    console.print(f"[green]enrolled[/green] device {cfg.device_id} in tenant {cfg.tenant_id}; "
+                  f"certificate valid until {result.certificate.not_valid_after_utc:%Y-%m-%d %H:%M} UTC")
+
+
+@app.command("run")
+def run_cmd(data_dir: DataDir = DEFAULT_DIR,
+            verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    """Run the local proxy and the tunnel (until Ctrl-C / SIGTERM)."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        config = load_config(data_dir)
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    console.print(f"Sekimori agent: proxy http://{config.proxy_host}:{config.proxy_port} "
+                  f"(PAC /proxy.pac) → broker {config.broker}")
+    run_loop(run_agent(config))
+
+
+def fetch_status(host: str, port: int) -> dict[str, Any] | None:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(f"http://{host}:{port}{STATUS_PATH.decode()}", timeout=3) as response:
+            data: dict[str, Any] = json.loads(response.read())
+            return data
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+@app.command()
+def status(data_dir: DataDir = DEFAULT_DIR,
+           as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Is the tunnel up, to which broker, since when; the last refusal and why."""
+    try:
+        config = load_config(data_dir)
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    info = fetch_status(config.proxy_host, config.proxy_port)
+    if as_json:
+        print(json.dumps(info or {"state": "not-running"}, ensure_ascii=False, indent=2))
+        raise typer.Exit(0 if info and info["state"] == "connected" else 1)
+    table = Table(show_header=False, box=None)
+    if info is None:
+        table.add_row("状態 / state", "[red]エージェント停止中 / agent not running[/red]")
+        table.add_row("broker", config.broker)
+        table.add_row("device", f"{config.device_id} (tenant {config.tenant_id})")
+        console.print(table)
+        raise typer.Exit(1)
+    colour = "green" if info["state"] == "connected" else "red"
+    state_ja = {"connected": "接続中", "connecting": "接続試行中",
+                "disconnected": "切断（通信は遮断されます）"}.get(info["state"], info["state"])
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info["since"])) if info["since"] else "-"
+    table.add_row("状態 / state", f"[{colour}]{state_ja} / {info['state']}[/{colour}]")
+    table.add_row("broker", info["broker"])
+    table.add_row("since", since)
+    table.add_row("device", f"{info['device']} (tenant {info['tenant']})")
+    table.add_row("proxy", f"http://{info['proxy']}  PAC: http://{info['proxy']}/proxy.pac")
+    if info.get("certificate_not_after"):
+        table.add_row("certificate until",
+                      time.strftime("%Y-%m-%d %H:%M", time.localtime(info["certificate_not_after"])))
+    if info.get("last_error"):
+        table.add_row("last error", info["last_error"])
+    denial = info.get("last_denial") or {}
+    if denial:
+        table.add_row("last refusal", f"{denial['destination']}: [bold]{denial['reason']}[/bold]")
+        table.add_row("", denial["message_ja"])
+        table.add_row("", denial["message_en"])
+        if denial.get("detail"):
+            table.add_row("", denial["detail"])
+    console.print(table)
+    raise typer.Exit(0 if info["state"] == "connected" else 1)
+
+
+@app.command()
+def pac(data_dir: DataDir = DEFAULT_DIR) -> None:
+    """Print the PAC file the agent serves."""
+    try:
+        config = load_config(data_dir)
+        host, port = config.proxy_host, config.proxy_port
+    except ConfigError:
+        host, port = "127.0.0.1", DEFAULT_PROXY_PORT
+    print(render_pac(host, port), end="")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,75 @@
+"""The agent's configuration and the paths of its files, as one frozen value.
+
+Written by `sekimori-agent enroll`, read by `run` and `status`. Parsing is pure: the caller
+reads the JSON file and passes the mapping in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ztcore.errors import ConfigError
+
+DEFAULT_PROXY_PORT = 8877
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    data_dir: Path
+    tenant_id: str
+    device_id: str
+    broker_host: str
+    broker_port: int
+    server_name: str
+    api_url: str
+    proxy_host: str = "127.0.0.1"
+    proxy_port: int = DEFAULT_PROXY_PORT
+
+    @property
+    def key_path(self) -> Path:
+        return self.data_dir / "device.key"
+
+    @property
+    def cert_path(self) -> Path:
+        return self.data_dir / "device.crt"
+
+    @property
+    def ca_path(self) -> Path:
+        return self.data_dir / "broker-ca.crt"
+
+    @property
+    def broker(self) -> str:
+        host = f"[{self.broker_host}]" if ":" in self.broker_host else self.broker_host
+        return f"{host}:{self.broker_port}"
+
+    def to_json_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        del data["data_dir"]
+        return data
+
+
+CONFIG_FILE = "agent.json"
+
+
+def parse_agent_config(raw: Mapping[str, Any], data_dir: Path) -> AgentConfig:
+    def text(key: str) -> str:
+        value = raw.get(key)
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{CONFIG_FILE}: {key}: expected a non-empty string, got {value!r}")
+        return value
+
+    def port(key: str, default: int | None = None) -> int:
+        value = raw.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+            raise ConfigError(f"{CONFIG_FILE}: {key}: expected a port number, got {value!r}")
+        return value
+
+    return AgentConfig(
+        data_dir=data_dir, tenant_id=text("tenant_id"), device_id=text("device_id"),
+        broker_host=text("broker_host"), broker_port=port("broker_port"),
+        server_name=text("server_name"), api_url=text("api_url"),
+        proxy_host=str(raw.get("proxy_host", "127.0.0.1")),
+        proxy_port=port("proxy_port", DEFAULT_PROXY_PORT))

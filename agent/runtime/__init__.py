@@ -1,0 +1,1 @@
+"""I/O shells of the agent: local proxy, tunnel client, enrolment client."""

@@ -1,0 +1,73 @@
+"""The agent's composition root: load its files, start the tunnel client and the proxy."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from agent.config import CONFIG_FILE, AgentConfig, parse_agent_config
+from agent.pac import render_pac
+from agent.runtime.proxy import serve_proxy
+from agent.runtime.tunnel_client import TunnelClient
+from ztcore.errors import ConfigError
+
+log = logging.getLogger("sekimori.agent")
+
+
+def load_config(data_dir: Path) -> AgentConfig:
+    path = data_dir / CONFIG_FILE
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path} not found: enrol this device first "
+                          "(sekimori-agent enroll --broker URL --code CODE)") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a JSON object")
+    return parse_agent_config(raw, data_dir)
+
+
+def status_snapshot(config: AgentConfig, tunnel: TunnelClient) -> dict[str, Any]:
+    st = tunnel.status
+    out: dict[str, Any] = {
+        "state": st.state, "broker": st.broker, "since": st.since, "last_error": st.last_error,
+        "connects": st.connects, "streams_opened": st.streams_opened,
+        "last_denial": st.last_denial, "tenant": config.tenant_id, "device": config.device_id,
+        "proxy": f"{config.proxy_host}:{config.proxy_port}", "now": time.time(),
+    }
+    try:
+        cert = x509.load_pem_x509_certificate(config.cert_path.read_bytes())
+        out["certificate_not_after"] = cert.not_valid_after_utc.timestamp()
+    except (OSError, ValueError):
+        out["certificate_not_after"] = None
+    return out
+
+
+async def run_agent(config: AgentConfig, ready: asyncio.Event | None = None) -> None:
+    tunnel = TunnelClient(config)
+    tunnel.start()
+    pac_text = render_pac(config.proxy_host, config.proxy_port)
+    server = await serve_proxy(tunnel, config.proxy_host, config.proxy_port, lambda: pac_text,
+                               lambda: status_snapshot(config, tunnel))
+    log.info("agent proxy on %s:%d, PAC at http://%s:%d/proxy.pac", config.proxy_host,
+             config.proxy_port, config.proxy_host, config.proxy_port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    if ready is not None:
+        ready.set()
+    await stop.wait()
+    server.close()
+    await tunnel.stop()

@@ -1,0 +1,359 @@
+"""The agent's side of the tunnel: one mutual-TLS HTTP/2 connection to the broker.
+
+Keeps the connection up (reconnect with capped, jittered backoff), sends keepalive PINGs and
+drops a connection whose PING goes unanswered, follows GOAWAY by reconnecting, opens a CONNECT
+stream per local flow and returns the broker's decision, and renews the device certificate
+over the tunnel before it expires. When no broker can be reached, `open_stream` answers a 503
+decision at once: the agent never connects anywhere directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import ssl
+import time
+from dataclasses import dataclass, field
+
+import h2.events as ev
+from cryptography import x509
+from h2.errors import ErrorCodes
+from h2.exceptions import ProtocolError
+
+from agent.config import AgentConfig
+from agent.identity import csr_pem, key_pem, new_key, renewal_due
+from ztcore import h2tuning, headers
+from ztcore.decision import Decision, deny
+from ztcore.errors import RemoteProtocolError
+from ztcore.reasons import Reason
+from ztcore.tunnel import Stream, TunnelSession
+
+log = logging.getLogger("sekimori.agent.tunnel")
+PING_INTERVAL_SECONDS = 15.0
+PING_TIMEOUT_SECONDS = 10.0
+OPEN_TIMEOUT_SECONDS = 30.0
+CONNECT_TIMEOUT_SECONDS = 5.0
+WAIT_FOR_TUNNEL_SECONDS = 2.0
+TUNNEL_WRITE_HIGH_WATER_BYTES = 8 * 1024 * 1024
+
+
+def tunnel_ssl_context(config: AgentConfig) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_verify_locations(cafile=str(config.ca_path))
+    ctx.load_cert_chain(str(config.cert_path), str(config.key_path))
+    ctx.set_alpn_protocols(["h2"])
+    return ctx
+
+
+@dataclass
+class TunnelStatus:
+    state: str = "starting"          # connecting / connected / disconnected
+    broker: str = ""
+    since: float = 0.0
+    last_error: str = ""
+    connects: int = 0
+    streams_opened: int = 0
+    last_denial: dict[str, str] = field(default_factory=dict)
+
+
+class TunnelClientProtocol(asyncio.Protocol):
+    def __init__(self, client: TunnelClient) -> None:
+        self.client = client
+        self.loop = asyncio.get_event_loop()
+        self.transport: asyncio.Transport | None = None
+        self.session: TunnelSession | None = None
+        self.closed: asyncio.Future[None] = self.loop.create_future()
+        self.pending: dict[int, asyncio.Future[Decision]] = {}
+        self.requests: dict[int, _Response] = {}
+        self.draining = False
+        self._ping_sent: float | None = None
+        self._ping_task: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport subclasses
+        transport.set_write_buffer_limits(high=TUNNEL_WRITE_HIGH_WATER_BYTES)
+        conn = h2tuning.new_connection(client_side=True)
+        self.session = TunnelSession(conn, transport.write, self._stream_closed, self._event)
+        h2tuning.start(conn)
+        self.session.flush()
+        self._ping_task = self.loop.create_task(self._keepalive())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._ping_task is not None:
+            self._ping_task.cancel()
+        if self.session is not None:
+            self.session.close_all()
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        session = self.session
+        assert session is not None and self.transport is not None
+        try:
+            session.receive(data)
+        except RemoteProtocolError as exc:
+            log.warning("broker violated HTTP/2: %s", exc)
+            session.flush()
+            self.transport.close()
+            return
+        session.flush()
+
+    def _event(self, event: ev.Event) -> None:
+        if isinstance(event, ev.ResponseReceived):
+            self._response(event)
+        elif isinstance(event, ev.PingAckReceived):
+            self._ping_sent = None
+        elif isinstance(event, ev.ConnectionTerminated):
+            self.draining = True
+            self.client.status.last_error = f"broker sent GOAWAY ({event.error_code!r})"
+            if self.session is not None and not self.session.streams and self.transport:
+                self.transport.close()
+
+    def pause_writing(self) -> None:
+        if self.session is not None:
+            self.session.transport_congested()
+
+    def resume_writing(self) -> None:
+        if self.session is not None:
+            self.session.transport_drained()
+
+    @property
+    def usable(self) -> bool:
+        return self.session is not None and not self.draining and not self.closed.done()
+
+    def open_stream(self, authority: str, context: object) -> tuple[int, asyncio.Future[Decision]]:
+        assert self.session is not None
+        conn = self.session.conn
+        stream_id = conn.get_next_available_stream_id()
+        conn.send_headers(stream_id, [(b":method", b"CONNECT"),
+                                      (b":authority", authority.encode("ascii"))])
+        self.session.add_stream(stream_id, context)
+        future: asyncio.Future[Decision] = self.loop.create_future()
+        self.pending[stream_id] = future
+        self.session.flush()
+        return stream_id, future
+
+    def request(self, method: str, path: str, body: bytes) -> asyncio.Future[tuple[int, bytes]]:
+        """A small request to the broker itself (certificate renewal)."""
+        assert self.session is not None
+        conn = self.session.conn
+        stream_id = conn.get_next_available_stream_id()
+        conn.send_headers(stream_id, [(b":method", method.encode()), (b":scheme", b"https"),
+                                      (b":authority", self.client.config.server_name.encode()),
+                                      (b":path", path.encode())])
+        response = _Response(self.loop.create_future())
+        self.requests[stream_id] = response
+        self.session.add_stream(stream_id, response)
+        self.session.bind(stream_id, response)
+        self.session.send(stream_id, body)
+        self.session.end(stream_id)
+        return response.done
+
+    def _response(self, event: ev.ResponseReceived) -> None:
+        decision = headers.decision_from_response(event.headers or [])
+        future = self.pending.pop(event.stream_id, None)
+        if future is not None and not future.done():
+            future.set_result(decision)
+        response = self.requests.get(event.stream_id)
+        if response is not None:
+            response.status = decision.status if not decision.allowed else 200
+
+    def _stream_closed(self, stream: Stream) -> None:
+        future = self.pending.pop(stream.stream_id, None)
+        if future is not None and not future.done():
+            future.set_result(deny(Reason.BROKER_UNREACHABLE, status=503,
+                                   detail="the tunnel closed before the broker answered"))
+        response = self.requests.pop(stream.stream_id, None)
+        if response is not None and not response.done.done():
+            response.done.set_result((response.status if not stream.reset else 502,
+                                      bytes(response.body)))
+        if self.draining and self.session is not None and not self.session.streams:
+            assert self.transport is not None
+            self.transport.close()
+
+    async def _keepalive(self) -> None:
+        while True:
+            await asyncio.sleep(PING_INTERVAL_SECONDS)
+            if self._ping_sent is not None and time.monotonic() - self._ping_sent > PING_TIMEOUT_SECONDS:
+                log.warning("broker did not answer PING: reconnecting")
+                self.client.status.last_error = "broker did not answer keepalive PING"
+                assert self.transport is not None
+                self.transport.abort()
+                return
+            if self.session is not None and self._ping_sent is None:
+                self._ping_sent = time.monotonic()
+                self.session.conn.ping(os.urandom(8))
+                self.session.flush()
+            await self.client.renew_if_due(self)
+
+
+@dataclass
+class _Response:
+    """Endpoint collecting a small response body from the broker."""
+    done: asyncio.Future[tuple[int, bytes]]
+    status: int = 502
+    body: bytearray = field(default_factory=bytearray)
+
+    def write(self, data: bytes) -> None:
+        self.body += data
+
+    def write_eof(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+class TunnelClient:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.status = TunnelStatus(broker=config.broker)
+        self.protocol: TunnelClientProtocol | None = None
+        self._connected = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_event_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self.protocol is not None and self.protocol.transport is not None:
+            if self.protocol.session is not None:
+                try:
+                    self.protocol.session.conn.close_connection(ErrorCodes.NO_ERROR)
+                    self.protocol.session.flush()
+                except ProtocolError:
+                    pass
+            self.protocol.transport.close()
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_event_loop()
+        backoff = 0.25
+        while not self._stopping:
+            self.status.state = "connecting"
+            started = time.monotonic()
+            try:
+                ctx = tunnel_ssl_context(self.config)
+                _, protocol = await asyncio.wait_for(loop.create_connection(
+                    lambda: TunnelClientProtocol(self), self.config.broker_host,
+                    self.config.broker_port, ssl=ctx, server_hostname=self.config.server_name),
+                    CONNECT_TIMEOUT_SECONDS)
+            except (OSError, ssl.SSLError, asyncio.TimeoutError) as exc:
+                self._disconnected(f"cannot reach broker {self.config.broker}: "
+                                   f"{exc.__class__.__name__}: {exc}")
+            else:
+                self.protocol = protocol
+                self.status.state, self.status.since = "connected", time.time()
+                self.status.connects += 1
+                self.status.last_error = ""
+                self._connected.set()
+                log.info("connected to broker %s", self.config.broker)
+                await protocol.closed
+                self._connected.clear()
+                self.protocol = None
+                self._disconnected(self.status.last_error or "connection to the broker closed")
+                if protocol.draining:
+                    backoff = 0.05
+                elif time.monotonic() - started > 10:
+                    backoff = 0.25
+            if self._stopping:
+                return
+            await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
+            backoff = min(backoff * 2, 30.0)
+
+    def _disconnected(self, why: str) -> None:
+        if self.status.state != "disconnected":
+            self.status.since = time.time()
+        self.status.state = "disconnected"
+        self.status.last_error = why
+
+    async def _usable_protocol(self) -> TunnelClientProtocol | None:
+        protocol = self.protocol
+        if protocol is not None and protocol.usable:
+            return protocol
+        if self.status.state == "disconnected" and self.status.connects and protocol is None \
+                and self.status.last_error.startswith("cannot reach"):
+            return None  # known down: answer at once, do not make the user wait
+        try:
+            await asyncio.wait_for(self._connected.wait(), WAIT_FOR_TUNNEL_SECONDS)
+        except asyncio.TimeoutError:
+            return None
+        protocol = self.protocol
+        return protocol if protocol is not None and protocol.usable else None
+
+    async def open_stream(self, authority: str,
+                          context: object = None) -> tuple[Decision, TunnelSession | None, int]:
+        """Ask the broker for a stream to `authority`; returns its decision and the stream."""
+        protocol = await self._usable_protocol()
+        if protocol is None or protocol.session is None:
+            why = self.status.last_error or "no tunnel to the broker"
+            return deny(Reason.BROKER_UNREACHABLE, status=503, detail=why), None, 0
+        try:
+            stream_id, future = protocol.open_stream(authority, context)
+        except ProtocolError as exc:
+            return deny(Reason.BROKER_UNREACHABLE, status=503, detail=f"tunnel refused a stream: {exc}"), None, 0
+        self.status.streams_opened += 1
+        try:
+            decision = await asyncio.wait_for(future, OPEN_TIMEOUT_SECONDS)
+        except asyncio.TimeoutError:
+            protocol.session.abort(stream_id, ErrorCodes.CANCEL)
+            return deny(Reason.UPSTREAM_TIMEOUT, status=504, detail="the broker did not answer in time"), None, 0
+        if not decision.allowed:
+            self.status.last_denial = {"destination": authority, "reason": decision.reason.value,
+                                       "message_ja": decision.message_ja,
+                                       "message_en": decision.message_en,
+                                       "detail": decision.detail, "time": str(time.time())}
+            return decision, None, 0
+        return decision, protocol.session, stream_id
+
+    async def renew_if_due(self, protocol: TunnelClientProtocol) -> None:
+        """Renew the device certificate over this tunnel once 2/3 of its validity passed."""
+        try:
+            cert = x509.load_pem_x509_certificate(self.config.cert_path.read_bytes())
+        except (OSError, ValueError) as exc:
+            log.error("cannot read device certificate: %s", exc)
+            return
+        if not renewal_due(cert.not_valid_before_utc.timestamp(),
+                           cert.not_valid_after_utc.timestamp(), time.time()):
+            return
+        key = new_key()
+        status, body = await protocol.request("POST", "/v1/renew", csr_pem(key, os.uname().nodename))
+        if status != 200:
+            log.error("certificate renewal refused (%s): %s", status, body[:200])
+            return
+        try:
+            x509.load_pem_x509_certificate(body)
+        except ValueError:
+            log.error("broker returned an unreadable certificate")
+            return
+        write_private(self.config.key_path.with_suffix(".key.new"), key_pem(key))
+        write_private(self.config.cert_path.with_suffix(".crt.new"), body)
+        os.replace(self.config.key_path.with_suffix(".key.new"), self.config.key_path)
+        os.replace(self.config.cert_path.with_suffix(".crt.new"), self.config.cert_path)
+        log.info("device certificate renewed; reconnecting with it")
+        protocol.draining = True
+        if protocol.session is not None and not protocol.session.streams and protocol.transport:
+            protocol.transport.close()
+
+
+def write_private(path: os.PathLike[str] | str, data: bytes) -> None:
+    """Write a file only its owner can read (the device key never gets wider permissions)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)

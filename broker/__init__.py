@@ -1,0 +1,1 @@
+"""Sekimori broker: tunnel server, decision pipeline, control plane, storage, audit."""

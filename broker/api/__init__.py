@@ -1,0 +1,1 @@
+"""The broker control plane (FastAPI): enrolment, health, admin API."""

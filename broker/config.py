@@ -1,0 +1,165 @@
+"""Broker configuration: parsed once from `sekimori.toml` into a frozen value.
+
+A bad field raises ConfigError naming its path (`destinations.allowed_ports[2]: ...`); the
+caller keeps its old configuration. This module reads no file: `parse_config` takes the
+decoded TOML mapping and the data directory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ztcore.destinations import DestinationPolicy
+from ztcore.errors import ConfigError
+
+DEFAULT_TUNNEL_PORT = 8443
+DEFAULT_API_PORT = 8444
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerConfig:
+    data_dir: Path
+    name: str
+    server_names: tuple[str, ...]
+    tunnel_listen: Listen
+    api_listen: Listen
+    database_url: str
+    device_cert_validity_seconds: int
+    destinations: DestinationPolicy
+    connect_timeout_seconds: float
+    idle_timeout_seconds: float
+    shutdown_grace_seconds: float
+    audit_path: Path
+
+    @property
+    def ca_cert_path(self) -> Path:
+        return self.data_dir / "pki" / "ca.crt"
+
+    @property
+    def ca_key_path(self) -> Path:
+        return self.data_dir / "pki" / "ca.key"
+
+    @property
+    def server_cert_path(self) -> Path:
+        return self.data_dir / "pki" / "server.crt"
+
+    @property
+    def server_key_path(self) -> Path:
+        return self.data_dir / "pki" / "server.key"
+
+    @property
+    def state_path(self) -> Path:
+        """Written by a running broker: the ports it actually bound (port 0 → chosen)."""
+        return self.data_dir / "run" / "broker.json"
+
+
+def _listen(value: Any, path: str, default_port: int) -> Listen:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{path}: expected 'host:port', got {value!r}")
+    host, sep, port_text = value.rpartition(":")
+    if not sep:
+        host, port_text = value, str(default_port)
+    host = host.strip("[]")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ConfigError(f"{path}: port {port_text!r} is not a number") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{path}: port {port} out of range 0-65535")
+    return Listen(host or "127.0.0.1", port)
+
+
+def _number(section: Mapping[str, Any], key: str, path: str, default: float) -> float:
+    value = section.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(f"{path}.{key}: expected a positive number, got {value!r}")
+    return float(value)
+
+
+def _table(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = raw.get(key, {})
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{key}: expected a table, got {type(value).__name__}")
+    return value
+
+
+def _strings(section: Mapping[str, Any], key: str, path: str, default: list[Any]) -> list[Any]:
+    value = section.get(key, default)
+    if not isinstance(value, list):
+        raise ConfigError(f"{path}.{key}: expected a list, got {type(value).__name__}")
+    return value
+
+
+def parse_config(raw: Mapping[str, Any], data_dir: Path) -> BrokerConfig:
+    broker = _table(raw, "broker")
+    dest = _table(raw, "destinations")
+    audit = _table(raw, "audit")
+    names = _strings(broker, "server_names", "broker", ["localhost", "127.0.0.1", "::1"])
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise ConfigError("broker.server_names: expected a non-empty list of names")
+    try:
+        destinations = DestinationPolicy.from_config(
+            _strings(dest, "allowed_ports", "destinations", [80, 443]),
+            _strings(dest, "allowed_networks", "destinations", []))
+    except ConfigError as exc:
+        raise ConfigError(f"destinations.{exc}") from None
+    database = broker.get("database", f"sqlite:///{data_dir / 'sekimori.db'}")
+    if not isinstance(database, str) or "://" not in database:
+        raise ConfigError(f"broker.database: expected a database URL, got {database!r}")
+    audit_path = Path(audit.get("path", str(data_dir / "audit" / "events.jsonl")))
+    return BrokerConfig(
+        data_dir=data_dir,
+        name=str(broker.get("name", names[0])),
+        server_names=tuple(names),
+        tunnel_listen=_listen(broker.get("tunnel_listen", f"127.0.0.1:{DEFAULT_TUNNEL_PORT}"),
+                              "broker.tunnel_listen", DEFAULT_TUNNEL_PORT),
+        api_listen=_listen(broker.get("api_listen", f"127.0.0.1:{DEFAULT_API_PORT}"),
+                           "broker.api_listen", DEFAULT_API_PORT),
+        database_url=database,
+        device_cert_validity_seconds=int(_number(broker, "device_cert_validity_seconds",
+                                                 "broker", 7 * 24 * 3600)),
+        destinations=destinations,
+        connect_timeout_seconds=_number(broker, "connect_timeout_seconds", "broker", 10),
+        idle_timeout_seconds=_number(broker, "idle_timeout_seconds", "broker", 90),
+        shutdown_grace_seconds=_number(broker, "shutdown_grace_seconds", "broker", 10),
+        audit_path=audit_path if audit_path.is_absolute() else data_dir / audit_path,
+    )
+
+
+def render_config(*, name: str, server_names: list[str], tunnel_listen: str, api_listen: str,
+                  database: str, allowed_ports: list[int | str], allowed_networks: list[str],
+                  device_cert_validity_seconds: int = 7 * 24 * 3600) -> str:
+    """The TOML text `sekimori init` writes (TOML has no writer in the stdlib)."""
+    def toml_list(items: list[Any]) -> str:
+        return "[" + ", ".join(f'"{i}"' if isinstance(i, str) else str(i) for i in items) + "]"
+    return (
+        "# Sekimori broker configuration. Edit, then restart `sekimori serve`.\n"
+        "[broker]\n"
+        f'name = "{name}"\n'
+        f"server_names = {toml_list(server_names)}\n"
+        f'tunnel_listen = "{tunnel_listen}"\n'
+        f'api_listen = "{api_listen}"\n'
+        f'database = "{database}"\n'
+        f"device_cert_validity_seconds = {device_cert_validity_seconds}\n"
+        "connect_timeout_seconds = 10\n"
+        "idle_timeout_seconds = 90\n\n"
+        "[destinations]\n"
+        "# Ports the broker connects to; ranges like \"8000-8999\" are accepted.\n"
+        f"allowed_ports = {toml_list(allowed_ports)}\n"
+        "# Explicit exceptions to the private/loopback/link-local/metadata address refusal.\n"
+        f"allowed_networks = {toml_list(allowed_networks)}\n\n"
+        "[audit]\n"
+        'path = "audit/events.jsonl"\n'
+    )

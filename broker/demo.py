@@ -1,0 +1,381 @@
+"""`sekimori demo`: the whole path on loopback, offline, on the embedded defaults.
+
+Starts local origins (HTTP and HTTPS, with their own demo CA), a broker with a demo
+municipality, enrols an agent for a demo staff member's laptop and runs it, then sends requests
+through the agent's proxy with a real HTTP client (the stdlib's http.client) and prints what
+happened. The broker and the agent run as their own processes, exactly as in production.
+
+The process helpers here are also what the integration tests and the benchmark use.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+from typing import Any
+
+from cryptography import x509
+from rich.console import Console
+from rich.table import Table
+
+from broker.enrolment import format_code, hash_code
+from broker.pki import cert_pem, key_pem, make_ca, make_server_cert, new_key
+from broker.runtime.datadir import init_data_dir, load_ca
+from broker.runtime.store import Store
+from ztcore.pins import spki_pin
+
+DEMO_TENANT = "demo-city"
+DEMO_TENANT_NAME = "デモ市"
+DEMO_STAFF = "yamada-taro"
+DEMO_BODY = "Sekimori demo origin: こんにちは、関守です。\n".encode()
+
+
+# -- local origins ------------------------------------------------------------------------------
+
+class _OriginHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        if self.path.startswith("/bytes/"):
+            size = int(self.path.rsplit("/", 1)[1])
+            self.send_response(200)
+            self.send_header("content-length", str(size))
+            self.end_headers()
+            chunk = b"\0" * min(size, 1 << 20)
+            left = size
+            while left > 0:
+                n = min(left, len(chunk))
+                self.wfile.write(chunk[:n])
+                left -= n
+            return
+        self.send_response(200)
+        self.send_header("content-type", "text/plain; charset=utf-8")
+        self.send_header("content-length", str(len(DEMO_BODY)))
+        self.end_headers()
+        self.wfile.write(DEMO_BODY)
+
+    def do_POST(self) -> None:  # noqa: N802
+        length = int(self.headers.get("content-length", "0"))
+        body = self.rfile.read(length)
+        answer = json.dumps({"received_bytes": len(body)}).encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+
+ORIGIN_HOST = "127.0.0.2"  # not 127.0.0.1: the demo allows exactly this address, no other loopback
+
+
+class LocalOrigins:
+    """An HTTP and an HTTPS origin on 127.0.0.2 (ports chosen by the OS), with a demo CA."""
+
+    def __init__(self, workdir: Path, host: str = ORIGIN_HOST) -> None:
+        self.host = host
+        now = time.time()
+        ca_key = new_key()
+        ca = make_ca(ca_key, "Sekimori demo origin CA", now, 7 * 86400, x509.random_serial_number())
+        key = new_key()
+        cert = make_server_cert(ca, ca_key, key, ["localhost", host], now, 7 * 86400,
+                                x509.random_serial_number())
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.ca_path = workdir / "origin-ca.crt"
+        self.ca_path.write_bytes(cert_pem(ca))
+        (workdir / "origin.crt").write_bytes(cert_pem(cert))
+        (workdir / "origin.key").write_bytes(key_pem(key))
+        self.http = ThreadingHTTPServer((host, 0), _OriginHandler)
+        self.https = ThreadingHTTPServer((host, 0), _OriginHandler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(workdir / "origin.crt"), str(workdir / "origin.key"))
+        self.https.socket = ctx.wrap_socket(self.https.socket, server_side=True)
+        self.threads = [threading.Thread(target=s.serve_forever, daemon=True)
+                        for s in (self.http, self.https)]
+        for t in self.threads:
+            t.start()
+
+    @property
+    def http_port(self) -> int:
+        return int(self.http.server_address[1])
+
+    @property
+    def https_port(self) -> int:
+        return int(self.https.server_address[1])
+
+    def close(self) -> None:
+        for s in (self.http, self.https):
+            s.shutdown()
+            s.server_close()
+
+
+# -- broker and agent processes -------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_for(predicate: Any, timeout: float, what: str, proc: subprocess.Popen[bytes] | None = None) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what}: process exited with {proc.returncode}")
+        time.sleep(0.05)
+    raise TimeoutError(f"{what}: not ready after {timeout} s")
+
+
+class BrokerProcess:
+    """A broker in its own process with its own data directory (`sekimori serve`)."""
+
+    def __init__(self, data_dir: Path, *, allowed_ports: list[int | str] | None = None,
+                 allowed_networks: list[str] | None = None, database: str | None = None,
+                 device_cert_validity_seconds: int = 7 * 86400) -> None:
+        self.data_dir = data_dir
+        if not (data_dir / "sekimori.toml").exists():
+            init_data_dir(data_dir, time.time(), server_names=["localhost", "127.0.0.1", "::1"],
+                          tunnel_listen="127.0.0.1:0", api_listen="127.0.0.1:0", database=database,
+                          allowed_ports=[80, 443, *(allowed_ports or [])],
+                          allowed_networks=allowed_networks or [],
+                          device_cert_validity_seconds=device_cert_validity_seconds)
+        from broker.runtime.datadir import load_config
+        self.config = load_config(data_dir)
+        self.store = Store(self.config.database_url)
+        self.store.migrate()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.info: dict[str, Any] = {}
+
+    @property
+    def ca_pin(self) -> str:
+        return spki_pin(load_ca(self.config)[0])
+
+    def add_tenant(self, tenant_id: str, name: str) -> None:
+        if self.store.get_tenant(tenant_id) is None:
+            self.store.add_tenant(tenant_id, name, time.time())
+
+    def enrolment_code(self, tenant_id: str, ttl_seconds: int = 86400) -> str:
+        code = format_code(secrets.token_bytes(10))
+        now = time.time()
+        self.store.create_enrolment_code(tenant_id, hash_code(code), now, now + ttl_seconds)
+        return code
+
+    def start(self, timeout: float = 20) -> dict[str, Any]:
+        state = self.config.state_path
+        if state.exists():
+            state.unlink()
+        log = open(self.data_dir / "broker.log", "ab")
+        self.proc = subprocess.Popen([sys.executable, "-P", "-m", "broker", "serve", "--data-dir",
+                                      str(self.data_dir), "-v"], stdout=log, stderr=log)
+        self.info = _wait_for(lambda: state.exists() and json.loads(state.read_text()), timeout,
+                              "broker", self.proc)
+        return self.info
+
+    @property
+    def api_url(self) -> str:
+        return str(self.info["api_url"])
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def close(self) -> None:
+        self.stop()
+        self.store.close()
+
+
+class AgentProcess:
+    """An enrolled agent in its own process (`sekimori-agent run`)."""
+
+    def __init__(self, data_dir: Path, proxy_port: int | None = None) -> None:
+        self.data_dir = data_dir
+        self.proxy_port = proxy_port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def enrol(self, broker: BrokerProcess, code: str, hostname: str = "demo-laptop") -> None:
+        from agent.runtime.enrol import enrol
+        enrol(broker.api_url, code, self.data_dir, ca_pin=broker.ca_pin, hostname=hostname)
+        cfg_path = self.data_dir / "agent.json"
+        raw = json.loads(cfg_path.read_text())
+        raw["proxy_port"] = self.proxy_port
+        cfg_path.write_text(json.dumps(raw, indent=2))
+
+    @property
+    def proxy(self) -> str:
+        return f"http://127.0.0.1:{self.proxy_port}"
+
+    def status(self) -> dict[str, Any] | None:
+        from agent.cli import fetch_status
+        return fetch_status("127.0.0.1", self.proxy_port)
+
+    def start(self, timeout: float = 20, wait_connected: bool = True) -> None:
+        log = open(self.data_dir / "agent.log", "ab")
+        self.proc = subprocess.Popen([sys.executable, "-P", "-m", "agent", "run", "--data-dir",
+                                      str(self.data_dir), "-v"], stdout=log, stderr=log)
+
+        def ready() -> bool:
+            st = self.status()
+            return st is not None and (not wait_connected or st["state"] == "connected")
+        _wait_for(ready, timeout, "agent", self.proc)
+
+    def stop(self, timeout: float = 10) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+# -- the demo ---------------------------------------------------------------------------------------
+
+@dataclass
+class Check:
+    name: str
+    target: str
+    expect: str
+    got: str
+    reason: str
+    ok: bool
+
+
+def fetch(proxy_port: int, url: str, origin_ca: Path | None = None) -> tuple[int, dict[str, str], bytes]:
+    """GET `url` through the agent's proxy with http.client (CONNECT for https)."""
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        host, port, path = parts.hostname or "", parts.port or 443, parts.path.lstrip("/")
+        ctx = ssl.create_default_context(cafile=str(origin_ca) if origin_ca else None)
+        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+            "127.0.0.1", proxy_port, timeout=15, context=ctx)
+        conn.set_tunnel(host, port)
+        target = "/" + path
+    else:
+        conn = http.client.HTTPConnection("127.0.0.1", proxy_port, timeout=15)
+        target = url
+    try:
+        conn.request("GET", target, headers={"user-agent": "sekimori-demo"})
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    except OSError as exc:  # CONNECT refused: http.client reports the status in the message
+        text = str(exc)
+        match = re.match(r"Tunnel connection failed: (\d{3})", text)
+        status = int(match.group(1)) if match else 0
+        return status, {}, text.encode()
+    finally:
+        conn.close()
+
+
+def run_checks(agent: AgentProcess, origins: LocalOrigins) -> list[Check]:
+    checks: list[Check] = []
+
+    def check(name: str, url: str, expect_status: int, expect_reason: str | None) -> None:
+        status, hdrs, body = fetch(agent.proxy_port, url, origins.ca_path)
+        if url.startswith("https") and status == 403:
+            hdrs = {"sekimori-reason": (agent.status() or {}).get("last_denial", {}).get("reason", "")}
+        reason = hdrs.get("sekimori-reason", "")
+        ok = status == expect_status and (expect_reason is None or reason == expect_reason)
+        if expect_status == 200:
+            ok = ok and body == DEMO_BODY
+        checks.append(Check(name, url, f"{expect_status} {expect_reason or ''}".strip(),
+                            str(status), reason, ok))
+
+    check("HTTP through the tunnel", f"http://{origins.host}:{origins.http_port}/", 200, None)
+    check("HTTPS through the tunnel", f"https://{origins.host}:{origins.https_port}/", 200, None)
+    check("cloud metadata address", "http://169.254.169.254/latest/meta-data/", 403, "address-metadata")
+    check("private address", "http://10.0.0.1/", 403, "address-private")
+    check("loopback spelt as a number", "http://2130706433/", 403, "address-loopback")
+    check("IPv4-mapped IPv6 loopback", "http://[::ffff:127.0.0.1]/", 403, "address-ipv4-mapped")
+    check("name resolving to loopback", "http://localhost/", 403, "address-loopback")
+    check("port not allowed (SMTP)", "http://198.51.100.7:25/", 403, "port-not-allowed")
+    return checks
+
+
+def print_checks(console: Console, checks: list[Check], agent: AgentProcess) -> None:
+    table = Table(title="Sekimori demo — デモ市 / yamada-taro's laptop")
+    for col in ("check", "destination", "expected", "got", "reason", ""):
+        table.add_column(col)
+    for c in checks:
+        table.add_row(c.name, c.target, c.expect, c.got, c.reason,
+                      "[green]ok[/green]" if c.ok else "[red]FAIL[/red]")
+    console.print(table)
+    from ztcore.reasons import REASON_TEXT, Reason
+    for reason in sorted({c.reason for c in checks if c.reason}):
+        text = REASON_TEXT[Reason(reason)]
+        console.print(f"  [bold]{reason}[/bold]: {text.ja} / {text.en}")
+
+
+def run_demo(*, once: bool, data_dir: Path | None, console: Console) -> int:
+    root = data_dir or Path(tempfile.mkdtemp(prefix="sekimori-demo-"))
+    root.mkdir(parents=True, exist_ok=True)
+    console.print(f"[bold]Sekimori demo[/bold] in {root} (loopback only, offline)")
+    origins = LocalOrigins(root / "origins")
+    broker = BrokerProcess(root / "broker-data", allowed_ports=[origins.http_port, origins.https_port],
+                           allowed_networks=[f"{ORIGIN_HOST}/32"])
+    agent = AgentProcess(root / "agent-data")
+    try:
+        with console.status("starting the broker…"):
+            broker.start()
+            broker.add_tenant(DEMO_TENANT, DEMO_TENANT_NAME)
+        console.print(f"  broker: tunnel 127.0.0.1:{broker.info['tunnel_port']}, API {broker.api_url}")
+        with console.status("enrolling the demo laptop…"):
+            if not (agent.data_dir / "agent.json").exists():
+                agent.enrol(broker, broker.enrolment_code(DEMO_TENANT), hostname=f"{DEMO_STAFF}-laptop")
+            agent.start()
+        st = agent.status() or {}
+        console.print(f"  agent: proxy {agent.proxy}, device {st.get('device')} ({DEMO_TENANT_NAME})")
+        checks = run_checks(agent, origins)
+        print_checks(console, checks, agent)
+        passed = all(c.ok for c in checks)
+        events = (broker.config.audit_path.read_text().splitlines()
+                  if broker.config.audit_path.exists() else [])
+        console.print(f"  audit log: {broker.config.audit_path} ({len(events)} events)")
+        if once:
+            console.print("[green]all demo checks passed[/green]" if passed
+                          else "[red]some demo checks failed[/red]")
+            return 0 if passed else 1
+        console.print("\nTry it yourself (Ctrl-C to stop):")
+        print(f"  curl -x {agent.proxy} http://{origins.host}:{origins.http_port}/")
+        print(f"  curl -x {agent.proxy} --cacert {origins.ca_path} https://{origins.host}:{origins.https_port}/")
+        print(f"  curl -i -x {agent.proxy} http://169.254.169.254/")
+        print(f"  SEKIMORI_AGENT_DIR={agent.data_dir} sekimori-agent status")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+        return 0 if passed else 1
+    finally:
+        agent.stop()
+        broker.close()
+        origins.close()
+        if data_dir is None and once:
+            import shutil
+            shutil.rmtree(root, ignore_errors=True)
+        os.environ.pop("SEKIMORI_DEMO", None)

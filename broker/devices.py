@@ -1,0 +1,93 @@
+"""Tenants, devices and enrolment codes as plain values, and the outcome of redeeming a code.
+
+This module owns the shapes the store hands out and the broker's registry keeps in memory. It
+holds data and validation only: no database, no clock. All times are float epoch seconds, UTC.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+from typing import Final
+
+from ztcore.reasons import Reason
+
+DEVICE_ACTIVE: Final = "active"
+DEVICE_REVOKED: Final = "revoked"
+DEVICE_STATUSES: Final = frozenset({DEVICE_ACTIVE, DEVICE_REVOKED})
+
+_TENANT_ID: Final = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")
+
+
+def validate_tenant_id(text: str) -> str:
+    """Return `text` if it is a tenant id (a lowercase slug, 2 to 63 characters)."""
+    # fullmatch, not match + "$": "$" would also accept a trailing newline.
+    if _TENANT_ID.fullmatch(text) is None:
+        raise ValueError(
+            f"invalid tenant id {text!r}: use 2 to 63 characters of a-z, 0-9 and '-', "
+            "starting with a letter or digit")
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    id: str
+    name: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    id: str
+    tenant_id: str
+    name: str
+    status: str  # DEVICE_ACTIVE or DEVICE_REVOKED
+    created_at: float
+    cert_serial: str
+    cert_fingerprint: str
+    cert_not_after: float
+    revoked_at: float | None = None
+    revoke_reason: str = ""
+    last_seen_at: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in DEVICE_STATUSES:
+            raise ValueError(
+                f"invalid device status {self.status!r}: expected 'active' or 'revoked'")
+
+    @property
+    def revoked(self) -> bool:
+        return self.status == DEVICE_REVOKED
+
+
+@dataclass(frozen=True, slots=True)
+class EnrolmentCode:
+    id: int
+    tenant_id: str
+    code_hash: str
+    label: str
+    created_at: float
+    expires_at: float
+    used_at: float | None
+    used_by_device: str | None
+
+
+class RedeemOutcome(Enum):
+    OK = "ok"
+    INVALID = "invalid"
+    USED = "used"
+    EXPIRED = "expired"
+
+    @property
+    def reason(self) -> Reason | None:
+        """The deny reason to show the enrolling user, or None when the code was accepted."""
+        return _REDEEM_REASONS[self]
+
+
+_REDEEM_REASONS: Final[dict[RedeemOutcome, Reason | None]] = {
+    RedeemOutcome.OK: None,
+    RedeemOutcome.INVALID: Reason.ENROLMENT_CODE_INVALID,
+    RedeemOutcome.USED: Reason.ENROLMENT_CODE_USED,
+    RedeemOutcome.EXPIRED: Reason.ENROLMENT_CODE_EXPIRED,
+}

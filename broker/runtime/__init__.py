@@ -1,0 +1,1 @@
+"""I/O shells of the broker: tunnel server, upstream relay, store, audit sink."""

@@ -1,0 +1,172 @@
+"""The broker's composition root: store, PKI, audit, tunnel server and control-plane API.
+
+The one place that builds concrete collaborators and wires them. `serve` runs until `stop` is
+set (or SIGTERM/SIGINT when it owns the signals), then shuts down gracefully: GOAWAY to every
+agent, a grace period for open streams, then close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import ssl
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import uvicorn
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from broker.api.app import TunnelEndpoint, create_app
+from broker.config import BrokerConfig
+from broker.pki import cert_pem
+from broker.registry import RegistrySnapshot
+from broker.runtime.audit_sink import AuditSink
+from broker.runtime.datadir import load_ca
+from broker.runtime.device_authority import DeviceAuthority
+from broker.runtime.store import Store
+from broker.runtime.tunnel_server import BrokerState, TunnelConnection
+
+log = logging.getLogger("sekimori.broker")
+REGISTRY_POLL_SECONDS = 1.0
+
+
+def tunnel_ssl_context(config: BrokerConfig) -> ssl.SSLContext:
+    """TLS 1.3 only, ALPN h2, a client certificate from the broker CA required."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_cert_chain(str(config.server_cert_path), str(config.server_key_path))
+    ctx.load_verify_locations(cafile=str(config.ca_cert_path))
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.set_alpn_protocols(["h2"])
+    return ctx
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+class _ApiServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:  # the broker owns the signals, not uvicorn
+        yield
+
+
+def public_host(listen_host: str, server_name: str) -> str:
+    """The address agents should dial: the listen address, unless it is a wildcard."""
+    return server_name if listen_host in ("0.0.0.0", "::", "") else listen_host
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+class Metrics:
+    def __init__(self, state: BrokerState) -> None:
+        self.registry = CollectorRegistry()
+        Gauge("sekimori_tunnel_connections", "Agent tunnels connected", registry=self.registry
+              ).set_function(lambda: len(state.connections))
+        Gauge("sekimori_streams_open", "Streams open or closing", registry=self.registry
+              ).set_function(lambda: state.streams_open)
+        self.audit_events = Counter("sekimori_audit_events", "Audit events written",
+                                    registry=self.registry)
+
+
+async def _poll_registry(store: Store, state: BrokerState, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            revision = await asyncio.to_thread(store.devices_revision)
+            if revision != state.registry.revision:
+                devices = await asyncio.to_thread(store.list_devices)
+                state.registry_changed(RegistrySnapshot.build(revision, devices))
+        except Exception:  # the store may be briefly unavailable; keep the last snapshot
+            log.exception("device registry refresh failed")
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), REGISTRY_POLL_SECONDS)
+
+
+async def serve(config: BrokerConfig, *, stop: asyncio.Event | None = None,
+                on_ready: Callable[[dict[str, Any]], None] | None = None,
+                handle_signals: bool = True) -> None:
+    loop = asyncio.get_running_loop()
+    stop = stop or asyncio.Event()
+    if handle_signals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+    store = Store(config.database_url)
+    await asyncio.to_thread(store.migrate)
+    ca_cert, ca_key = load_ca(config)
+    authority = DeviceAuthority(store, ca_cert, ca_key, config.device_cert_validity_seconds)
+    audit = AuditSink(config.audit_path)
+    state = BrokerState(config, audit, renew=lambda ident, csr: authority.renew(ident, csr, time.time()),
+                        lookup_device=store.get_device)
+    revision = await asyncio.to_thread(store.devices_revision)
+    state.registry = RegistrySnapshot.build(revision, await asyncio.to_thread(store.list_devices))
+    metrics = Metrics(state)
+
+    tunnel_sock = _bind(config.tunnel_listen.host, config.tunnel_listen.port)
+    tunnel_port = tunnel_sock.getsockname()[1]
+    tunnel_server = await loop.create_server(lambda: TunnelConnection(state), sock=tunnel_sock,
+                                             ssl=tunnel_ssl_context(config),
+                                             ssl_handshake_timeout=10)
+    advertised = public_host(config.tunnel_listen.host, config.server_names[0])
+    endpoint = TunnelEndpoint(advertised, tunnel_port, config.server_names[0])
+    app = create_app(authority, cert_pem(ca_cert), lambda: endpoint, metrics.registry)
+    api_sock = _bind(config.api_listen.host, config.api_listen.port)
+    api_port = api_sock.getsockname()[1]
+    api = _ApiServer(uvicorn.Config(app, log_level="warning", lifespan="off",
+                                    ssl_certfile=str(config.server_cert_path),
+                                    ssl_keyfile=str(config.server_key_path)))
+    api_task = loop.create_task(api.serve(sockets=[api_sock]))
+    poller = loop.create_task(_poll_registry(store, state, stop))
+
+    info = {"pid": os.getpid(), "tunnel": f"{config.tunnel_listen.host}:{tunnel_port}",
+            "tunnel_port": tunnel_port, "api_url": f"https://{_url_host(public_host(config.api_listen.host, advertised))}:{api_port}",
+            "api_port": api_port, "server_name": advertised}
+    config.state_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = config.state_path.with_suffix(".new")
+    tmp.write_text(json.dumps(info))
+    os.replace(tmp, config.state_path)
+    log.info("broker ready: tunnel %s, API %s", info["tunnel"], info["api_url"])
+    if on_ready is not None:
+        on_ready(info)
+    try:
+        await stop.wait()
+    finally:
+        await _shutdown(state, tunnel_server, api, config.shutdown_grace_seconds)
+        api_task.cancel()
+        poller.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await api_task
+        audit.close()
+        store.close()
+        with contextlib.suppress(FileNotFoundError):
+            config.state_path.unlink()
+
+
+async def _shutdown(state: BrokerState, tunnel_server: asyncio.AbstractServer, api: uvicorn.Server,
+                    grace_seconds: float) -> None:
+    state.shutting_down = True
+    tunnel_server.close()
+    api.should_exit = True
+    for conn in list(state.connections):
+        conn.goaway()
+    deadline = time.monotonic() + grace_seconds
+    while time.monotonic() < deadline and any(c.session and c.session.streams for c in state.connections):
+        await asyncio.sleep(0.05)
+    for conn in list(state.connections):
+        if conn.transport is not None:
+            conn.transport.close()
+    await asyncio.sleep(0)

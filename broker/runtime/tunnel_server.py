@@ -1,0 +1,397 @@
+"""The broker's tunnel server: mutual-TLS HTTP/2 connections from agents, one CONNECT per flow.
+
+Per connection: the device named by the client certificate is checked against the registry
+snapshot; per CONNECT stream the destination is parsed, its port checked, the name resolved
+once, every resolved address checked, and the broker connects only to an address it checked.
+The stream's response carries the decision (200, or a deny status with reason headers). Bytes
+then flow through `ztcore.tunnel.TunnelSession`. Each finished stream becomes one audit event,
+durable before the stream is counted as closed.
+
+Non-CONNECT requests on the tunnel: `POST /v1/renew` (a CSR → a renewed device certificate).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address, ip_address
+
+import h2.events as ev
+from cryptography import x509
+from h2.errors import ErrorCodes
+from h2.exceptions import ProtocolError
+
+from broker.config import BrokerConfig
+from broker.devices import Device
+from broker.pki import DeviceIdentity, device_identity
+from broker.registry import RegistrySnapshot
+from broker.runtime.audit_sink import AuditSink
+from ztcore import h2tuning, headers
+from ztcore.audit import AuditEvent
+from ztcore.authority import AuthorityError, parse_authority
+from ztcore.decision import Decision, allow, deny
+from ztcore.destinations import check_addresses, check_port
+from ztcore.errors import RemoteProtocolError
+from ztcore.reasons import Reason
+from ztcore.runtime.pipe import StreamPipe
+from ztcore.tunnel import Stream, TunnelSession
+
+log = logging.getLogger("sekimori.tunnel")
+IpAddress = IPv4Address | IPv6Address
+TUNNEL_WRITE_HIGH_WATER_BYTES = 8 * 1024 * 1024
+MAX_RENEW_BODY_BYTES = 16 * 1024
+
+Renewer = Callable[[DeviceIdentity, bytes], bytes]
+
+
+@dataclass
+class BrokerState:
+    """What the tunnel connections share; built by the composition root (broker.runtime.server)."""
+    config: BrokerConfig
+    audit: AuditSink
+    renew: Renewer
+    lookup_device: Callable[[str], Device | None]
+    registry: RegistrySnapshot = field(default_factory=RegistrySnapshot)
+    connections: set[TunnelConnection] = field(default_factory=set)
+    shutting_down: bool = False
+    streams_open: int = 0
+    clock: Callable[[], float] = time.time
+
+    def registry_changed(self, snapshot: RegistrySnapshot) -> None:
+        self.registry = snapshot
+        now = self.clock()
+        for conn in list(self.connections):
+            conn.recheck_device(now)
+
+
+@dataclass(slots=True)
+class Flow:
+    """Per-stream facts that end up in the audit event."""
+    authority: str
+    started: float
+    started_monotonic: float
+    decision: Decision | None = None
+    address: str | None = None
+    upstream: StreamPipe | None = None
+    kind: str = "stream"
+    body: bytearray = field(default_factory=bytearray)
+
+
+class TunnelConnection(asyncio.Protocol):
+    def __init__(self, state: BrokerState) -> None:
+        self.state = state
+        self.loop = asyncio.get_event_loop()
+        self.transport: asyncio.Transport | None = None
+        self.identity: DeviceIdentity | None = None
+        self.device_denial: Decision | None = None
+        self.device_lookup: asyncio.Task[None] | None = None
+        self.session: TunnelSession | None = None
+        self.last_received = time.monotonic()
+        self._idle_handle: asyncio.TimerHandle | None = None
+        self.peer = "?"
+
+    # -- connection lifecycle ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport subclasses
+        transport.set_write_buffer_limits(high=TUNNEL_WRITE_HIGH_WATER_BYTES)
+        self.peer = str(transport.get_extra_info("peername"))
+        ssl_object: ssl.SSLObject | None = transport.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
+        if not der or (ssl_object is not None and ssl_object.selected_alpn_protocol() != "h2"):
+            log.warning("tunnel from %s without client certificate or ALPN h2: closing", self.peer)
+            transport.abort()
+            return
+        self.identity = device_identity(x509.load_der_x509_certificate(der))
+        self.device_denial = self.state.registry.check(self.identity, self.state.clock())
+        if self.device_denial is not None and self.device_denial.reason is Reason.DEVICE_UNKNOWN \
+                and self.identity is not None:
+            # Enrolled moments ago (perhaps on another broker): ask the store before refusing.
+            self.device_lookup = self.loop.create_task(self._lookup_device(self.identity))
+        conn = h2tuning.new_connection(client_side=False)
+        self.session = TunnelSession(conn, transport.write, self._stream_closed, self._event)
+        h2tuning.start(conn)
+        self.session.flush()
+        self.state.connections.add(self)
+        self._arm_idle_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.state.connections.discard(self)
+        if self._idle_handle is not None:
+            self._idle_handle.cancel()
+        if self.session is not None:
+            self.session.close_all()
+
+    def data_received(self, data: bytes) -> None:
+        session = self.session
+        if session is None:
+            return
+        self.last_received = time.monotonic()
+        try:
+            session.receive(data)
+        except RemoteProtocolError as exc:
+            log.warning("closing tunnel from %s: %s", self.peer, exc)
+            session.flush()
+            assert self.transport is not None
+            self.transport.close()
+            return
+        session.flush()
+
+    def _event(self, event: ev.Event) -> None:
+        if isinstance(event, ev.RequestReceived):
+            self._request(event)
+        elif isinstance(event, ev.ConnectionTerminated):
+            assert self.session is not None and self.transport is not None
+            self.session.flush()
+            self.transport.close()
+
+    def _flush(self) -> None:
+        if self.session is not None:
+            self.session.flush()
+
+    def pause_writing(self) -> None:
+        if self.session is not None:
+            self.session.transport_congested()
+
+    def resume_writing(self) -> None:
+        if self.session is not None:
+            self.session.transport_drained()
+
+    def _arm_idle_timer(self) -> None:
+        timeout = self.state.config.idle_timeout_seconds
+        self._idle_handle = self.loop.call_later(timeout / 3, self._check_idle, timeout)
+
+    def _check_idle(self, timeout: float) -> None:
+        if time.monotonic() - self.last_received > timeout and self.transport is not None:
+            log.info("tunnel from %s idle for %.0f s: closing", self.peer, timeout)
+            self.goaway(ErrorCodes.NO_ERROR)
+            self.transport.close()
+            return
+        self._arm_idle_timer()
+
+    def goaway(self, code: ErrorCodes = ErrorCodes.NO_ERROR) -> None:
+        if self.session is None:
+            return
+        try:
+            self.session.conn.close_connection(code)
+        except ProtocolError:
+            pass
+        self.session.flush()
+
+    async def _lookup_device(self, identity: DeviceIdentity) -> None:
+        try:
+            device = await asyncio.to_thread(self.state.lookup_device, identity.device_id)
+        except Exception:
+            log.exception("device lookup failed")
+            return
+        if device is not None:
+            snapshot = RegistrySnapshot.build(-1, [device])
+            self.device_denial = snapshot.check(identity, self.state.clock())
+
+    def recheck_device(self, now: float) -> None:
+        """The registry changed: a revoked device loses its open streams at once."""
+        self.device_denial = self.state.registry.check(self.identity, now)
+        if self.device_denial is not None and self.session is not None:
+            for stream_id in list(self.session.streams):
+                self.session.abort(stream_id, ErrorCodes.CANCEL)
+
+    # -- streams ------------------------------------------------------------------------------
+
+    def _request(self, event: ev.RequestReceived) -> None:
+        assert self.session is not None
+        lookup = self.device_lookup
+        if lookup is not None and not lookup.done():
+            lookup.add_done_callback(lambda _: (self._request(event), self._flush()))
+            return
+        fields = dict(event.headers or [])
+        method = fields.get(b":method", b"")
+        authority = fields.get(b":authority", b"").decode("ascii", "replace")
+        flow = Flow(authority, self.state.clock(), time.monotonic())
+        stream = self.session.add_stream(event.stream_id, flow)
+        self.state.streams_open += 1
+        if self.state.shutting_down:
+            self._refuse(stream, deny(Reason.BROKER_SHUTTING_DOWN, status=503))
+        elif self.device_denial is not None:
+            self._refuse(stream, self.device_denial)
+        elif method == b"CONNECT":
+            self.loop.create_task(self._open(stream, authority))
+        elif method == b"POST" and fields.get(b":path") == b"/v1/renew":
+            flow.kind = "renewal"
+            self.session.bind(event.stream_id, _Collector(self, stream))
+        else:
+            self._refuse(stream, deny(Reason.REQUEST_INVALID, status=405,
+                                      detail=f"method {method.decode('ascii', 'replace')} "
+                                             "not supported on the tunnel"))
+
+    def _refuse(self, stream: Stream, decision: Decision) -> None:
+        """Answer a stream with a deny and end it (RFC 9113 §8.1: RST_STREAM NO_ERROR after
+        a complete response tells the peer to stop sending without an error)."""
+        assert self.session is not None
+        flow: Flow = stream.context
+        flow.decision = decision
+        conn = self.session.conn
+        try:
+            conn.send_headers(stream.stream_id, headers.response_headers(decision), end_stream=True)
+            stream.sent_eof = True
+            self.session.abort(stream.stream_id, ErrorCodes.NO_ERROR)
+        except ProtocolError:
+            self.session.abort(stream.stream_id, ErrorCodes.CANCEL)
+
+    async def _open(self, stream: Stream, authority_text: str) -> None:
+        try:
+            decision, pipe = await self._decide_and_connect(stream, authority_text)
+        except Exception:  # fail closed, and say so
+            log.exception("decision for %s failed", authority_text)
+            decision, pipe = deny(Reason.INTERNAL_ERROR, status=500), None
+        session = self.session
+        if session is None or stream.finished:
+            if pipe is not None:
+                pipe.close()
+            return
+        if pipe is None:
+            self._refuse(stream, decision)
+            session.flush()
+            return
+        flow: Flow = stream.context
+        flow.decision = decision
+        flow.upstream = pipe
+        pipe.session, pipe.stream_id = session, stream.stream_id
+        try:
+            session.conn.send_headers(stream.stream_id, headers.response_headers(decision))
+        except ProtocolError:
+            pipe.close()
+            session.abort(stream.stream_id, ErrorCodes.CANCEL)
+            return
+        session.bind(stream.stream_id, pipe)
+        session.flush()
+
+    async def _decide_and_connect(self, stream: Stream,
+                                  authority_text: str) -> tuple[Decision, StreamPipe | None]:
+        config = self.state.config
+        policy = config.destinations
+        try:
+            authority = parse_authority(authority_text)
+        except AuthorityError as exc:
+            return deny(Reason.AUTHORITY_INVALID, status=400, detail=str(exc)), None
+        refused = check_port(authority, policy)
+        if refused is not None:
+            return refused, None
+        if authority.ip is not None:
+            addresses: list[IpAddress] = [authority.ip]
+        else:
+            addresses = await self._resolve(authority.host, authority.port)
+        checked = check_addresses(addresses, policy)
+        if not checked.allowed:
+            return checked, None
+        flow: Flow = stream.context
+        last = deny(Reason.UPSTREAM_UNREACHABLE, status=502, detail=f"{authority} refused")
+        for address in addresses:
+            flow.address = str(address)
+            try:
+                _, pipe = await asyncio.wait_for(
+                    self.loop.create_connection(StreamPipe, str(address), authority.port),
+                    config.connect_timeout_seconds)
+            except asyncio.TimeoutError:
+                last = deny(Reason.UPSTREAM_TIMEOUT, status=504,
+                            detail=f"{address} port {authority.port} did not answer")
+                continue
+            except OSError as exc:
+                last = deny(Reason.UPSTREAM_UNREACHABLE, status=502,
+                            detail=f"{address} port {authority.port}: {exc.strerror or exc}")
+                continue
+            return allow(), pipe
+        return last, None
+
+    async def _resolve(self, host: str, port: int) -> list[IpAddress]:
+        try:
+            infos = await asyncio.wait_for(
+                self.loop.getaddrinfo(host, port, type=socket.SOCK_STREAM),
+                self.state.config.connect_timeout_seconds)
+        except (OSError, asyncio.TimeoutError):
+            return []
+        seen: dict[IpAddress, None] = {}
+        for family, _, _, _, sockaddr in infos:
+            if family in (socket.AF_INET, socket.AF_INET6):
+                seen[ip_address(sockaddr[0])] = None
+        return list(seen)
+
+    def _stream_closed(self, stream: Stream) -> None:
+        flow: Flow = stream.context
+        decision = flow.decision or deny(Reason.REQUEST_INVALID, detail="stream ended before a decision")
+        ident = self.identity
+        event = AuditEvent(
+            time=flow.started, kind=flow.kind,
+            tenant=ident.tenant_id if ident else None, device=ident.device_id if ident else None,
+            destination=flow.authority or None, address=flow.address,
+            decision=decision.action.value, reason=decision.reason.value,
+            message_ja=None if decision.allowed else decision.message_ja,
+            message_en=None if decision.allowed else decision.message_en,
+            detail=decision.detail or None,
+            bytes_up=stream.bytes_received, bytes_down=stream.bytes_sent,
+            duration_seconds=round(time.monotonic() - flow.started_monotonic, 6))
+        durable = self.state.audit.write(event)
+        durable.add_done_callback(self._stream_recorded)
+
+    def _stream_recorded(self, future: asyncio.Future[None]) -> None:
+        self.state.streams_open -= 1
+        if future.exception() is not None:
+            log.error("audit event lost: %s", future.exception())
+
+    # -- certificate renewal --------------------------------------------------------------------
+
+    async def renew(self, stream: Stream, csr_pem: bytes) -> None:
+        """Sign a renewed certificate for this connection's own device (store I/O in a thread)."""
+        session = self.session
+        assert session is not None and self.identity is not None
+        try:
+            cert = await asyncio.to_thread(self.state.renew, self.identity, csr_pem)
+        except Exception as exc:  # CsrError and store errors: deny with the reason
+            log.warning("renewal for %s refused: %s", self.identity.device_id, exc)
+            decision = deny(Reason.CSR_INVALID, status=400, detail=str(exc))
+            reply = headers.response_headers(decision)
+            cert = b""
+        else:
+            decision = allow()
+            reply = [(b":status", b"200"), (b"content-type", b"application/pem-certificate-chain")]
+        if stream.finished:
+            return
+        stream.context.decision = decision
+        try:
+            session.conn.send_headers(stream.stream_id, reply)
+        except ProtocolError:
+            session.abort(stream.stream_id, ErrorCodes.CANCEL)
+            return
+        if cert:
+            session.send(stream.stream_id, cert)
+        session.end(stream.stream_id)
+
+
+class _Collector:
+    """Endpoint that gathers a small request body (renewal CSR) instead of a socket."""
+
+    def __init__(self, owner: TunnelConnection, stream: Stream) -> None:
+        self.owner, self.stream = owner, stream
+
+    def write(self, data: bytes) -> None:
+        body: bytearray = self.stream.context.body
+        body += data
+        if len(body) > MAX_RENEW_BODY_BYTES:
+            assert self.owner.session is not None
+            self.owner.session.abort(self.stream.stream_id, ErrorCodes.REFUSED_STREAM)
+
+    def write_eof(self) -> None:
+        self.owner.loop.create_task(self.owner.renew(self.stream, bytes(self.stream.context.body)))
+
+    def close(self) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass

@@ -1,0 +1,1 @@
+"""casb: placeholder package; its engines arrive with their issues. Imports ztcore only."""

@@ -1,0 +1,1 @@
+"""idp_bridge: placeholder package; its engines arrive with their issues. Imports ztcore only."""

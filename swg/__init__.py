@@ -1,0 +1,1 @@
+"""swg: placeholder package; its engines arrive with their issues. Imports ztcore only."""

@@ -1,0 +1,84 @@
+"""A TCP connection bound to one tunnel stream: the asyncio side of `ztcore.tunnel.Endpoint`.
+
+Reads go into one reusable buffer (BufferedProtocol: no allocation per read) and straight to
+`TunnelSession.send`, which copies them into a DATA frame; writes from the session go to the
+transport. Transport back-pressure is reported to the session, which turns it into HTTP/2 flow
+control. The pipe starts with reading paused: the session resumes it once the stream may carry
+data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from ztcore.tunnel import TunnelSession
+
+READ_BUFFER_BYTES = 256 * 1024
+WRITE_HIGH_WATER_BYTES = 1024 * 1024
+
+
+class StreamPipe(asyncio.BufferedProtocol):
+    def __init__(self, session: TunnelSession | None = None, stream_id: int = 0) -> None:
+        self.session = session
+        self.stream_id = stream_id
+        self.transport: asyncio.Transport | None = None
+        self._buffer = bytearray(READ_BUFFER_BYTES)
+        self._view = memoryview(self._buffer)
+
+    # -- asyncio protocol -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport subclasses
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER_BYTES)
+        self.on_connected()
+
+    def on_connected(self) -> None:
+        assert self.transport is not None
+        self.transport.pause_reading()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self.session is not None:
+            self.session.send(self.stream_id, self._view[:nbytes])
+
+    def eof_received(self) -> bool:
+        if self.session is not None:
+            self.session.end(self.stream_id)
+        return True  # keep our write side open: the peer only half-closed
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.session is not None and self.stream_id in self.session.streams:
+            self.session.abort(self.stream_id)
+
+    def pause_writing(self) -> None:
+        if self.session is not None:
+            self.session.endpoint_congested(self.stream_id)
+
+    def resume_writing(self) -> None:
+        if self.session is not None:
+            self.session.endpoint_drained(self.stream_id)
+
+    # -- ztcore.tunnel.Endpoint -----------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def write_eof(self) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing() and transport.can_write_eof():
+            transport.write_eof()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
