@@ -150,11 +150,11 @@ class BrokerProcess:
 
     def __init__(self, data_dir: Path, *, allowed_ports: list[int | str] | None = None,
                  allowed_networks: list[str] | None = None, database: str | None = None,
-                 device_cert_validity_seconds: int = 7 * 86400) -> None:
+                 device_cert_validity_seconds: int = 7 * 86400, tunnel_port: int = 0) -> None:
         self.data_dir = data_dir
         if not (data_dir / "sekimori.toml").exists():
             init_data_dir(data_dir, time.time(), server_names=["localhost", "127.0.0.1", "::1"],
-                          tunnel_listen="127.0.0.1:0", api_listen="127.0.0.1:0", database=database,
+                          tunnel_listen=f"127.0.0.1:{tunnel_port}", api_listen="127.0.0.1:0", database=database,
                           allowed_ports=[80, 443, *(allowed_ports or [])],
                           allowed_networks=allowed_networks or [],
                           device_cert_validity_seconds=device_cert_validity_seconds)

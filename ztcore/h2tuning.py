@@ -17,6 +17,9 @@ from h2.connection import H2Connection
 from h2.settings import SettingCodes
 from hyperframe.frame import DataFrame
 
+from ztcore.h2buffer import ChunkedFrameBuffer
+from ztcore.h2connection import TunnelH2Connection
+
 # A bulk stream must never wait on flow control: a stream moves at most window/RTT, so 16 MiB
 # keeps a 20 ms path above 800 MB/s. The connection window bounds memory per tunnel.
 STREAM_WINDOW_BYTES = 16 * 1024 * 1024
@@ -44,23 +47,30 @@ def install_cheap_frame_repr() -> None:
         DataFrame._body_repr = _data_frame_body_repr  # type: ignore[method-assign]
 
 
-def new_connection(*, client_side: bool) -> H2Connection:
+def new_connection(*, client_side: bool) -> TunnelH2Connection:
     """An H2Connection with the tunnel's settings; call `initiate_connection()` on it next."""
     install_cheap_frame_repr()
     config = H2Configuration(client_side=client_side, header_encoding=None,
                              validate_inbound_headers=True, normalize_inbound_headers=True)
-    conn = H2Connection(config=config)
-    conn.local_settings = conn.local_settings.__class__(client=client_side, initial_values={
-        SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW_BYTES,
-        SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_BYTES,
-        SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
-        SettingCodes.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST_BYTES,
-        SettingCodes.ENABLE_PUSH: 0,
-    })
+    conn = TunnelH2Connection(config=config)
+    conn.incoming_buffer = ChunkedFrameBuffer(server=not client_side)
     return conn
 
 
 def start(conn: H2Connection) -> None:
-    """Send the preface/SETTINGS and open the connection-level window."""
+    """Send the preface and our SETTINGS, and open the connection-level window.
+
+    The settings go through `update_settings` so that h2 applies them (frame size, stream
+    windows) when the peer acknowledges them, as RFC 9113 §6.5.3 requires.
+    """
     conn.initiate_connection()
+    settings = {
+        SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW_BYTES,
+        SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_BYTES,
+        SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
+        SettingCodes.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST_BYTES,
+    }
+    if conn.config.client_side:
+        settings[SettingCodes.ENABLE_PUSH] = 0
+    conn.update_settings(settings)
     conn.increment_flow_control_window(CONNECTION_WINDOW_BYTES - H2_DEFAULT_WINDOW_BYTES)

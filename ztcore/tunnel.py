@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import h2.events as ev
-from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError, StreamClosedError
 
 from ztcore.errors import RemoteProtocolError
+from ztcore.h2connection import TunnelH2Connection
 
 
 class Endpoint(Protocol):
@@ -45,7 +45,7 @@ class Stream:
     stream_id: int
     context: Any = None
     endpoint: Endpoint | None = None
-    outbound: deque[memoryview] = field(default_factory=deque)
+    outbound: deque[memoryview] = field(default_factory=deque)  # views of immutable bytes
     outbound_bytes: int = 0
     eof_pending: bool = False
     sent_eof: bool = False
@@ -66,7 +66,7 @@ StreamClosed = Callable[[Stream], None]
 class TunnelSession:
     """Streams of one HTTP/2 connection and the pumps between them and their endpoints."""
 
-    def __init__(self, conn: H2Connection, write: Callable[[bytes], None],
+    def __init__(self, conn: TunnelH2Connection, write: Callable[[list[bytes | memoryview]], None],
                  on_stream_closed: StreamClosed, on_event: Callable[[ev.Event], None]) -> None:
         self.conn = conn
         self._write = write
@@ -78,9 +78,9 @@ class TunnelSession:
     # -- the tunnel transport ------------------------------------------------------------
 
     def flush(self) -> None:
-        data = self.conn.data_to_send()
-        if data:
-            self._write(data)
+        chunks = self.conn.chunks_to_send()
+        if chunks:
+            self._write(chunks)
 
     def receive(self, data: bytes) -> None:
         """Feed bytes from the tunnel.
@@ -149,6 +149,8 @@ class TunnelSession:
         if stream is None or stream.sent_eof or stream.eof_pending:
             return
         conn = self.conn
+        if type(data) is not bytes:
+            data = bytes(data)  # the caller may reuse its buffer; h2 now keeps the payload as is
         if not stream.outbound:
             size = len(data)
             try:
@@ -160,8 +162,7 @@ class TunnelSession:
             except StreamClosedError:
                 self._finish(stream, reset=True)
                 return
-        # The caller may reuse its read buffer: keep a copy of what has to wait.
-        stream.outbound.append(memoryview(bytes(data)))
+        stream.outbound.append(memoryview(data))
         stream.outbound_bytes += len(data)
         self._pump(stream)
 

@@ -76,7 +76,7 @@ class TunnelClientProtocol(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport subclasses
         transport.set_write_buffer_limits(high=TUNNEL_WRITE_HIGH_WATER_BYTES)
         conn = h2tuning.new_connection(client_side=True)
-        self.session = TunnelSession(conn, transport.write, self._stream_closed, self._event)
+        self.session = TunnelSession(conn, transport.writelines, self._stream_closed, self._event)
         h2tuning.start(conn)
         self.session.flush()
         self._ping_task = self.loop.create_task(self._keepalive())

@@ -114,7 +114,7 @@ class TunnelConnection(asyncio.Protocol):
             # Enrolled moments ago (perhaps on another broker): ask the store before refusing.
             self.device_lookup = self.loop.create_task(self._lookup_device(self.identity))
         conn = h2tuning.new_connection(client_side=False)
-        self.session = TunnelSession(conn, transport.write, self._stream_closed, self._event)
+        self.session = TunnelSession(conn, transport.writelines, self._stream_closed, self._event)
         h2tuning.start(conn)
         self.session.flush()
         self.state.connections.add(self)

@@ -74,3 +74,57 @@ def store(store_url: str) -> Iterator[Store]:
         yield migrated
 
 # ---- end of store fixtures --------------------------------------------------------------------
+
+# ---- tunnel fixtures: origins, a broker process, an enrolled agent process ---------------------
+# Module-scoped: one broker and one agent per test module keeps the suite fast; tests that stop
+# or revoke something make their own.
+
+import shutil
+from pathlib import Path
+
+from broker.demo import AgentProcess, BrokerProcess, LocalOrigins, free_port
+
+
+def require_curl() -> str:
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.fail("curl is not installed (the test setup installs it: scripts/test.sh)")
+    return curl
+
+
+@pytest.fixture(scope="module")
+def origins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalOrigins]:
+    o = LocalOrigins(tmp_path_factory.mktemp("origins"))
+    yield o
+    o.close()
+
+
+def make_broker(root: Path, origins: LocalOrigins, **kwargs: object) -> BrokerProcess:
+    broker = BrokerProcess(root, allowed_ports=[origins.http_port, origins.https_port],
+                           allowed_networks=[f"{origins.host}/32"], **kwargs)  # type: ignore[arg-type]
+    broker.start()
+    broker.add_tenant("test-city", "テスト市")
+    return broker
+
+
+def make_agent(root: Path, broker: BrokerProcess, name: str = "test-laptop") -> AgentProcess:
+    agent = AgentProcess(root)
+    agent.enrol(broker, broker.enrolment_code("test-city"), hostname=name)
+    agent.start()
+    return agent
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory, origins: LocalOrigins) -> Iterator[BrokerProcess]:
+    b = make_broker(tmp_path_factory.mktemp("broker"), origins, tunnel_port=free_port())
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory: pytest.TempPathFactory, broker: BrokerProcess) -> Iterator[AgentProcess]:
+    a = make_agent(tmp_path_factory.mktemp("agent"), broker)
+    yield a
+    a.stop()
+
+# ---- end of tunnel fixtures ---------------------------------------------------------------------
