@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+import urllib.request
 from urllib.parse import urlsplit
 from typing import Any
 
@@ -37,6 +38,7 @@ from broker.enrolment import format_code, hash_code
 from broker.pki import cert_pem, key_pem, make_ca, make_server_cert, new_key
 from broker.runtime.datadir import init_data_dir, load_ca
 from broker.runtime.store import Store
+from ztcore.headers import AGENT_STATUS_PATH
 from ztcore.pins import spki_pin
 
 DEMO_TENANT = "demo-city"
@@ -218,20 +220,27 @@ class AgentProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def enrol(self, broker: BrokerProcess, code: str, hostname: str = "demo-laptop") -> None:
-        from agent.runtime.enrol import enrol
-        enrol(broker.api_url, code, self.data_dir, ca_pin=broker.ca_pin, hostname=hostname)
-        cfg_path = self.data_dir / "agent.json"
-        raw = json.loads(cfg_path.read_text())
-        raw["proxy_port"] = self.proxy_port
-        cfg_path.write_text(json.dumps(raw, indent=2))
+        """Enrol with the agent's own command, as a staff member would."""
+        out = subprocess.run([sys.executable, "-P", "-m", "agent", "enroll", "--broker",
+                              broker.api_url, "--code", code, "--ca-pin", broker.ca_pin,
+                              "--hostname", hostname, "--proxy-port", str(self.proxy_port),
+                              "--data-dir", str(self.data_dir)],
+                             capture_output=True, text=True, timeout=60)
+        if out.returncode != 0:
+            raise RuntimeError(f"enrolment failed: {out.stdout}{out.stderr}")
 
     @property
     def proxy(self) -> str:
         return f"http://127.0.0.1:{self.proxy_port}"
 
     def status(self) -> dict[str, Any] | None:
-        from agent.cli import fetch_status
-        return fetch_status("127.0.0.1", self.proxy_port)
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(f"http://127.0.0.1:{self.proxy_port}{AGENT_STATUS_PATH}", timeout=3) as r:
+                data: dict[str, Any] = json.loads(r.read())
+                return data
+        except (OSError, ValueError):
+            return None
 
     def start(self, timeout: float = 20, wait_connected: bool = True) -> None:
         log = open(self.data_dir / "agent.log", "ab")

@@ -21,6 +21,9 @@ DETAIL = "sekimori-detail"
 
 Header = tuple[bytes, bytes]
 
+# The agent's local status endpoint (read by `sekimori-agent status`, the demo and the tests).
+AGENT_STATUS_PATH = "/__sekimori/status"
+
 
 def _ascii(text: str) -> bytes:
     return text.encode("ascii", "replace")

@@ -36,6 +36,7 @@ class Endpoint(Protocol):
     def write(self, data: bytes) -> None: ...
     def write_eof(self) -> None: ...
     def close(self) -> None: ...
+    def abort(self) -> None: ...
     def pause_reading(self) -> None: ...
     def resume_reading(self) -> None: ...
 
@@ -309,5 +310,10 @@ class TunnelSession:
         stream.reset = reset
         self.streams.pop(stream.stream_id, None)
         if stream.endpoint is not None:
-            stream.endpoint.close()
+            # A reset stream drops what is still buffered (the client must not get more of a
+            # revoked flow); a finished one is flushed before closing.
+            if reset:
+                stream.endpoint.abort()
+            else:
+                stream.endpoint.close()
         self._on_stream_closed(stream)

@@ -34,7 +34,7 @@ HEAD_TIMEOUT_SECONDS = 30.0
 HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-connection", b"proxy-authorization",
               b"proxy-authenticate", b"te", b"trailer", b"upgrade"}
 PAC_PATH = b"/proxy.pac"
-STATUS_PATH = b"/__sekimori/status"
+STATUS_PATH = zh.AGENT_STATUS_PATH.encode()
 
 
 class ProxyConnection(StreamPipe):

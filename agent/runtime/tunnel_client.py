@@ -206,6 +206,9 @@ class _Response:
     def close(self) -> None:
         pass
 
+    def abort(self) -> None:
+        pass
+
     def pause_reading(self) -> None:
         pass
 

@@ -390,6 +390,9 @@ class _Collector:
     def close(self) -> None:
         pass
 
+    def abort(self) -> None:
+        pass
+
     def pause_reading(self) -> None:
         pass
 

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Prepare a fresh Debian machine (Python >= 3.11) for Sekimori: system packages, a venv, the
+# project with its broker, agent and test dependencies. Idempotent; quiet when nothing to do.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+
+"$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Sekimori needs Python 3.11 or newer")'
+
+need_apt=()
+"$PY" -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+command -v curl >/dev/null || need_apt+=(curl)
+if [ "${SEKIMORI_TEST_PEERS:-0}" = 1 ]; then
+  command -v openssl >/dev/null || need_apt+=(openssl)
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  else
+    echo "please install: ${need_apt[*]} (e.g. sudo apt-get install ${need_apt[*]})" >&2
+    exit 1
+  fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.sekimori-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/python -m pip install -q -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/python -c 'import broker, agent, h2, fastapi, sqlalchemy' # fail loudly if the install did not work
+  touch "$stamp"
+fi
