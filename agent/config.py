@@ -27,6 +27,7 @@ class AgentConfig:
     api_url: str
     proxy_host: str = "127.0.0.1"
     proxy_port: int = DEFAULT_PROXY_PORT
+    keepalive_seconds: float = 15.0  # PING interval; also how often renewal is considered
 
     @property
     def key_path(self) -> Path:
@@ -72,4 +73,11 @@ def parse_agent_config(raw: Mapping[str, Any], data_dir: Path) -> AgentConfig:
         broker_host=text("broker_host"), broker_port=port("broker_port"),
         server_name=text("server_name"), api_url=text("api_url"),
         proxy_host=str(raw.get("proxy_host", "127.0.0.1")),
-        proxy_port=port("proxy_port", DEFAULT_PROXY_PORT))
+        proxy_port=port("proxy_port", DEFAULT_PROXY_PORT),
+        keepalive_seconds=_seconds(raw.get("keepalive_seconds", 15.0)))
+
+
+def _seconds(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.1 <= value <= 3600:
+        raise ConfigError(f"{CONFIG_FILE}: keepalive_seconds: expected 0.1-3600, got {value!r}")
+    return float(value)

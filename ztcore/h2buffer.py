@@ -18,7 +18,7 @@ from collections import deque
 from h2.exceptions import FrameDataMissingError, ProtocolError
 from h2.frame_buffer import FrameBuffer
 from hyperframe.exceptions import InvalidDataError, InvalidFrameError
-from hyperframe.frame import DataFrame, Frame
+from hyperframe.frame import DataFrame, Frame, GoAwayFrame
 
 FRAME_HEADER_BYTES = 9
 
@@ -28,6 +28,7 @@ class ChunkedFrameBuffer(FrameBuffer):
         super().__init__(server=server)
         self._chunks: deque[memoryview] = deque()
         self._size = 0
+        self.graceful_goaway: GoAwayFrame | None = None  # see TunnelH2Connection.send_graceful_goaway
 
     def add_data(self, data: bytes | bytearray | memoryview) -> None:
         if type(data) is not bytes:
@@ -104,6 +105,11 @@ class ChunkedFrameBuffer(FrameBuffer):
                 raise ProtocolError("Received frame with non-compliant data") from err
             except InvalidFrameError as err:
                 raise FrameDataMissingError("Frame data missing or invalid") from err
+            if type(frame) is GoAwayFrame and frame.error_code == 0 and frame.stream_id == 0:
+                # A graceful GOAWAY: kept from h2, which would refuse every later frame of
+                # the streams the peer still lets finish. The session reports it instead.
+                self.graceful_goaway = frame
+                continue
             result = self._update_header_buffer(frame)
             if result is not None:
                 return result

@@ -15,7 +15,7 @@ from __future__ import annotations
 import struct
 
 from h2.connection import H2Connection
-from hyperframe.frame import DataFrame, Frame
+from hyperframe.frame import DataFrame, Frame, GoAwayFrame
 
 _DATA_HEADER = struct.Struct(">HBBBL")
 _DATA_TYPE = 0x0
@@ -63,6 +63,20 @@ class TunnelH2Connection(H2Connection):
             self._data_to_send = bytearray(b"".join(self._chunks))
             self._chunks = []
         return super().data_to_send(amount)
+
+    def send_graceful_goaway(self) -> None:
+        """Queue GOAWAY(NO_ERROR) naming the last stream we accepted, without closing h2's state.
+
+        h2 moves its connection to CLOSED as soon as it sends or receives GOAWAY and then
+        refuses every later frame, so open streams could not finish (RFC 9113 §6.8 says they
+        should). We write the frame ourselves; the peer's ChunkedFrameBuffer keeps it from its
+        own h2 for the same reason.
+        """
+        self._move_buffered()
+        frame = GoAwayFrame(0)
+        frame.last_stream_id = self.highest_inbound_stream_id
+        frame.error_code = 0
+        self._chunks.append(frame.serialize())
 
     def clear_outbound_data_buffer(self) -> None:
         self._chunks = []

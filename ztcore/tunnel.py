@@ -64,11 +64,18 @@ class Stream:
 StreamClosed = Callable[[Stream], None]
 
 
+@dataclass(frozen=True, slots=True)
+class PeerDraining:
+    """The peer sent a graceful GOAWAY: open no new streams; the open ones may finish."""
+    last_stream_id: int
+
+
 class TunnelSession:
     """Streams of one HTTP/2 connection and the pumps between them and their endpoints."""
 
     def __init__(self, conn: TunnelH2Connection, write: Callable[[list[bytes | memoryview]], None],
-                 on_stream_closed: StreamClosed, on_event: Callable[[ev.Event], None]) -> None:
+                 on_stream_closed: StreamClosed,
+                 on_event: Callable[[ev.Event | PeerDraining], None]) -> None:
         self.conn = conn
         self._write = write
         self._on_stream_closed = on_stream_closed
@@ -95,6 +102,11 @@ class TunnelSession:
             events = self.conn.receive_data(data)
         except ProtocolError as exc:
             raise RemoteProtocolError(f"HTTP/2 protocol error from peer: {exc}") from exc
+        buffer = self.conn.incoming_buffer
+        goaway = getattr(buffer, "graceful_goaway", None)
+        if goaway is not None:
+            buffer.graceful_goaway = None
+            events.append(PeerDraining(goaway.last_stream_id))  # type: ignore[arg-type]
         for event in events:
             kind = type(event)
             if kind is ev.DataReceived:

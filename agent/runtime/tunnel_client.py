@@ -28,10 +28,9 @@ from ztcore import h2tuning, headers
 from ztcore.decision import Decision, deny
 from ztcore.errors import RemoteProtocolError
 from ztcore.reasons import Reason
-from ztcore.tunnel import Stream, TunnelSession
+from ztcore.tunnel import PeerDraining, Stream, TunnelSession
 
 log = logging.getLogger("sekimori.agent.tunnel")
-PING_INTERVAL_SECONDS = 15.0
 PING_TIMEOUT_SECONDS = 10.0
 OPEN_TIMEOUT_SECONDS = 30.0
 CONNECT_TIMEOUT_SECONDS = 5.0
@@ -101,15 +100,17 @@ class TunnelClientProtocol(asyncio.Protocol):
             return
         session.flush()
 
-    def _event(self, event: ev.Event) -> None:
+    def _event(self, event: ev.Event | PeerDraining) -> None:
         if isinstance(event, ev.ResponseReceived):
             self._response(event)
         elif isinstance(event, ev.PingAckReceived):
             self._ping_sent = None
-        elif isinstance(event, ev.ConnectionTerminated):
+        elif isinstance(event, (ev.ConnectionTerminated, PeerDraining)):
             self.draining = True
-            self.client.status.last_error = f"broker sent GOAWAY ({event.error_code!r})"
-            if self.session is not None and not self.session.streams and self.transport:
+            code = getattr(event, "error_code", ErrorCodes.NO_ERROR)
+            self.client.status.last_error = f"broker sent GOAWAY ({code!r})"
+            if self.session is not None and self.transport and (
+                    not self.session.streams or isinstance(event, ev.ConnectionTerminated)):
                 self.transport.close()
 
     def pause_writing(self) -> None:
@@ -175,9 +176,11 @@ class TunnelClientProtocol(asyncio.Protocol):
             self.transport.close()
 
     async def _keepalive(self) -> None:
+        interval = self.client.config.keepalive_seconds
         while True:
-            await asyncio.sleep(PING_INTERVAL_SECONDS)
-            if self._ping_sent is not None and time.monotonic() - self._ping_sent > PING_TIMEOUT_SECONDS:
+            await asyncio.sleep(interval)
+            if self._ping_sent is not None and \
+                    time.monotonic() - self._ping_sent > max(PING_TIMEOUT_SECONDS, interval):
                 log.warning("broker did not answer PING: reconnecting")
                 self.client.status.last_error = "broker did not answer keepalive PING"
                 assert self.transport is not None

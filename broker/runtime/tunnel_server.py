@@ -39,7 +39,7 @@ from ztcore.destinations import check_addresses, check_port
 from ztcore.errors import RemoteProtocolError
 from ztcore.reasons import Reason
 from ztcore.runtime.pipe import StreamPipe
-from ztcore.tunnel import Stream, TunnelSession
+from ztcore.tunnel import PeerDraining, Stream, TunnelSession
 
 log = logging.getLogger("sekimori.tunnel")
 IpAddress = IPv4Address | IPv6Address
@@ -142,7 +142,7 @@ class TunnelConnection(asyncio.Protocol):
             return
         session.flush()
 
-    def _event(self, event: ev.Event) -> None:
+    def _event(self, event: ev.Event | PeerDraining) -> None:
         if isinstance(event, ev.RequestReceived):
             self._request(event)
         elif isinstance(event, ev.ConnectionTerminated):
@@ -169,18 +169,16 @@ class TunnelConnection(asyncio.Protocol):
     def _check_idle(self, timeout: float) -> None:
         if time.monotonic() - self.last_received > timeout and self.transport is not None:
             log.info("tunnel from %s idle for %.0f s: closing", self.peer, timeout)
-            self.goaway(ErrorCodes.NO_ERROR)
+            self.goaway()
             self.transport.close()
             return
         self._arm_idle_timer()
 
-    def goaway(self, code: ErrorCodes = ErrorCodes.NO_ERROR) -> None:
+    def goaway(self) -> None:
+        """Graceful GOAWAY: the agent opens new streams elsewhere; open ones may finish."""
         if self.session is None:
             return
-        try:
-            self.session.conn.close_connection(code)
-        except ProtocolError:
-            pass
+        self.session.conn.send_graceful_goaway()
         self.session.flush()
 
     async def _lookup_device(self, identity: DeviceIdentity) -> None:
