@@ -50,8 +50,12 @@ def install_cheap_frame_repr() -> None:
 def new_connection(*, client_side: bool) -> TunnelH2Connection:
     """An H2Connection with the tunnel's settings; call `initiate_connection()` on it next."""
     install_cheap_frame_repr()
+    # Inbound headers come from the peer and are validated; outbound ones are built by our own
+    # code from fixed names, so h2's per-header outbound checks are skipped (they cost ~10 µs
+    # per stream).
     config = H2Configuration(client_side=client_side, header_encoding=None,
-                             validate_inbound_headers=True, normalize_inbound_headers=True)
+                             validate_inbound_headers=True, normalize_inbound_headers=True,
+                             validate_outbound_headers=False, normalize_outbound_headers=False)
     conn = TunnelH2Connection(config=config)
     conn.incoming_buffer = ChunkedFrameBuffer(server=not client_side)
     return conn

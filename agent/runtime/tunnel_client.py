@@ -312,8 +312,9 @@ class TunnelClient:
             return deny(Reason.BROKER_UNREACHABLE, status=503, detail=f"tunnel refused a stream: {exc}"), None, 0
         self.status.streams_opened += 1
         try:
-            decision = await asyncio.wait_for(future, OPEN_TIMEOUT_SECONDS)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(OPEN_TIMEOUT_SECONDS):
+                decision = await future
+        except TimeoutError:
             protocol.session.abort(stream_id, ErrorCodes.CANCEL)
             return deny(Reason.UPSTREAM_TIMEOUT, status=504, detail="the broker did not answer in time"), None, 0
         if not decision.allowed:

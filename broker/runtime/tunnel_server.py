@@ -291,10 +291,10 @@ class TunnelConnection(asyncio.Protocol):
         for address in addresses:
             flow.address = str(address)
             try:
-                _, pipe = await asyncio.wait_for(
-                    self.loop.create_connection(StreamPipe, str(address), authority.port),
-                    config.connect_timeout_seconds)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(config.connect_timeout_seconds):
+                    _, pipe = await self.loop.create_connection(StreamPipe, str(address),
+                                                                authority.port)
+            except TimeoutError:
                 last = deny(Reason.UPSTREAM_TIMEOUT, status=504,
                             detail=f"{address} port {authority.port} did not answer")
                 continue
@@ -307,10 +307,9 @@ class TunnelConnection(asyncio.Protocol):
 
     async def _resolve(self, host: str, port: int) -> list[IpAddress]:
         try:
-            infos = await asyncio.wait_for(
-                self.loop.getaddrinfo(host, port, type=socket.SOCK_STREAM),
-                self.state.config.connect_timeout_seconds)
-        except (OSError, asyncio.TimeoutError):
+            async with asyncio.timeout(self.state.config.connect_timeout_seconds):
+                infos = await self.loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, TimeoutError):
             return []
         seen: dict[IpAddress, None] = {}
         for family, _, _, _, sockaddr in infos:
