@@ -87,7 +87,10 @@ def _leaf_builder(ca_cert: x509.Certificate, public_key: object, subject: x509.N
             .subject_name(subject).issuer_name(ca_cert.subject)
             .public_key(public_key)  # type: ignore[arg-type]
             .serial_number(serial)
-            .not_valid_before(_time(now - 60)).not_valid_after(_time(now + validity_seconds))
+            # Backdated for clock skew, but never by a large share of a short validity (the agent
+            # renews after 2/3 of not_before..not_after).
+            .not_valid_before(_time(now - min(60, validity_seconds / 10)))
+            .not_valid_after(_time(now + validity_seconds))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(aki, critical=False))
 
