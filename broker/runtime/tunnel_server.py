@@ -195,6 +195,10 @@ class TunnelConnection(asyncio.Protocol):
         """The registry changed: a revoked device loses its open streams at once."""
         self.device_denial = self.state.registry.check(self.identity, now)
         if self.device_denial is not None and self.session is not None:
+            if self.session.streams:
+                log.info("device %s: %s; resetting %d open streams",
+                         self.identity.device_id if self.identity else "?",
+                         self.device_denial.reason.value, len(self.session.streams))
             for stream_id in list(self.session.streams):
                 self.session.abort(stream_id, ErrorCodes.CANCEL)
 
