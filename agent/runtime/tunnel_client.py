@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import h2.events as ev
 from cryptography import x509
 from h2.errors import ErrorCodes
-from h2.exceptions import ProtocolError
+from h2.exceptions import ProtocolError, TooManyStreamsError
 
 from agent.config import AgentConfig
 from agent.identity import csr_pem, key_pem, new_key, renewal_due
@@ -308,6 +308,9 @@ class TunnelClient:
             return deny(Reason.BROKER_UNREACHABLE, status=503, detail=why), None, 0
         try:
             stream_id, future = protocol.open_stream(authority, context)
+        except TooManyStreamsError:
+            return deny(Reason.TOO_MANY_STREAMS, status=503,
+                        detail=f"more than {h2tuning.MAX_CONCURRENT_STREAMS} open connections"), None, 0
         except ProtocolError as exc:
             return deny(Reason.BROKER_UNREACHABLE, status=503, detail=f"tunnel refused a stream: {exc}"), None, 0
         self.status.streams_opened += 1
