@@ -76,7 +76,7 @@ def make_ca(key: PrivateKey, common_name: str, now: float, validity_seconds: int
             .sign(key, _hash_for(key)))
 
 
-def _hash_for(key: PrivateKey) -> hashes.HashAlgorithm | None:
+def _hash_for(key: PrivateKey) -> hashes.SHA256 | None:
     return None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
 
 

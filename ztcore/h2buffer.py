@@ -14,6 +14,7 @@ differs. Installed per connection by `ztcore.h2tuning.new_connection`.
 from __future__ import annotations
 
 from collections import deque
+from typing import TYPE_CHECKING
 
 from h2.exceptions import FrameDataMissingError, ProtocolError
 from h2.frame_buffer import FrameBuffer
@@ -21,6 +22,9 @@ from hyperframe.exceptions import InvalidDataError, InvalidFrameError
 from hyperframe.frame import DataFrame, Frame, GoAwayFrame
 
 FRAME_HEADER_BYTES = 9
+
+if TYPE_CHECKING:
+    from h2._typing import Buffer  # the type h2's own FrameBuffer.add_data declares
 
 
 class ChunkedFrameBuffer(FrameBuffer):
@@ -30,7 +34,7 @@ class ChunkedFrameBuffer(FrameBuffer):
         self._size = 0
         self.graceful_goaway: GoAwayFrame | None = None  # see TunnelH2Connection.send_graceful_goaway
 
-    def add_data(self, data: bytes | bytearray | memoryview) -> None:
+    def add_data(self, data: Buffer) -> None:
         if type(data) is not bytes:
             data = bytes(data)  # we keep views into it: it must not change under us
         view = memoryview(data)

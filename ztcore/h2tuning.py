@@ -44,7 +44,7 @@ def _data_frame_body_repr(self: DataFrame) -> str:
 def install_cheap_frame_repr() -> None:
     """Replace DataFrame's repr body with one that costs O(1) (idempotent)."""
     if getattr(DataFrame, "_body_repr", None) is not _data_frame_body_repr:
-        DataFrame._body_repr = _data_frame_body_repr  # type: ignore[method-assign]
+        DataFrame._body_repr = _data_frame_body_repr  # type: ignore[method-assign,assignment]
 
 
 def new_connection(*, client_side: bool) -> TunnelH2Connection:
@@ -68,7 +68,7 @@ def start(conn: H2Connection) -> None:
     windows) when the peer acknowledges them, as RFC 9113 §6.5.3 requires.
     """
     conn.initiate_connection()
-    settings = {
+    settings: dict[SettingCodes | int, int] = {
         SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW_BYTES,
         SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_BYTES,
         SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,

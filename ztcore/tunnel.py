@@ -30,6 +30,9 @@ from ztcore.errors import RemoteProtocolError
 from ztcore.h2connection import TunnelH2Connection
 
 
+SMALL_WRITE_BYTES = 64 * 1024
+
+
 class Endpoint(Protocol):
     """The byte pipe bound to one stream (a socket transport wrapped by the shell)."""
 
@@ -87,8 +90,13 @@ class TunnelSession:
 
     def flush(self) -> None:
         chunks = self.conn.chunks_to_send()
-        if chunks:
-            self._write(chunks)
+        if not chunks:
+            return
+        if len(chunks) > 1 and sum(map(len, chunks)) <= SMALL_WRITE_BYTES:
+            # One TLS record instead of one per chunk (a DATA frame's 9-byte header would
+            # otherwise travel, and be encrypted and authenticated, on its own).
+            chunks = [b"".join(chunks)]
+        self._write(chunks)
 
     def receive(self, data: bytes) -> None:
         """Feed bytes from the tunnel.
@@ -105,7 +113,7 @@ class TunnelSession:
         buffer = self.conn.incoming_buffer
         goaway = getattr(buffer, "graceful_goaway", None)
         if goaway is not None:
-            buffer.graceful_goaway = None
+            buffer.graceful_goaway = None  # type: ignore[attr-defined]
             events.append(PeerDraining(goaway.last_stream_id))  # type: ignore[arg-type]
         for event in events:
             kind = type(event)

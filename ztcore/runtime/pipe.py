@@ -35,8 +35,8 @@ class StreamPipe(asyncio.BufferedProtocol):
 
     # -- asyncio protocol -----------------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport subclasses
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self.transport = transport  # uvloop's transports are not asyncio.Transport subclasses
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER_BYTES)
         self.on_connected()
 

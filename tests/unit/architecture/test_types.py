@@ -1,0 +1,18 @@
+"""`mypy --strict` on the cores (STYLE.md §7): the pure modules that decide."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+CORES = ["ztcore", "broker/pki.py", "broker/config.py", "broker/registry.py",
+         "broker/enrolment.py", "broker/devices.py", "agent/pac.py", "agent/blockpage.py",
+         "agent/identity.py", "agent/config.py"]
+
+
+def test_cores_pass_mypy_strict() -> None:
+    out = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-error-summary", *CORES],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
