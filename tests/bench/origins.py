@@ -35,7 +35,7 @@ class BulkOrigin:
     def __init__(self, host: str, payload: Path) -> None:
         self.payload = payload
         self.size_bytes = payload.stat().st_size
-        self.sock = socket.create_server((host, 0), backlog=64)
+        self.sock = socket.create_server((host, 0), backlog=1024)
         self.sock.settimeout(1.0)
 
     @property
