@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import secrets
 import time
 from pathlib import Path
@@ -28,7 +29,8 @@ device_app = typer.Typer(no_args_is_help=True, help="Enrolled devices.")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(code_app, name="enrolment-code")
 app.add_typer(device_app, name="device")
-console = Console()
+# Logs and CI are not terminals: rich would wrap at 80 columns and cut the demo table.
+console = Console(width=None if sys.stdout.isatty() else 120)
 DataDir = Annotated[Path, typer.Option("--data-dir", envvar="SEKIMORI_DATA",
                                        help="The broker's data directory.")]
 DEFAULT_DIR = Path("sekimori-data")
@@ -67,7 +69,7 @@ def init(data_dir: DataDir = DEFAULT_DIR,
         raise _fail(str(exc)) from None
     ca, _ = load_ca(config)
     console.print(f"[green]initialised[/green] {config.data_dir}")
-    console.print(f"  broker CA pin: {spki_pin(ca)}")
+    console.print(f"  broker CA pin: {spki_pin(ca)}", soft_wrap=True)
     console.print(f"  tunnel {config.tunnel_listen}, API https://{config.api_listen}")
 
 
