@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import time
 import urllib.error
 import urllib.request
@@ -21,6 +20,7 @@ from agent.runtime.enrol import EnrolmentError, enrol
 from agent.runtime.proxy import STATUS_PATH
 from ztcore.errors import ConfigError
 from ztcore.runtime.loop import run as run_loop
+from ztcore.runtime.loop import setup_logging
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Sekimori agent: tunnels this device's traffic to the Sekimori broker.")
@@ -58,8 +58,7 @@ def enroll(broker: Annotated[str, typer.Option(help="Broker enrolment URL, https
 def run_cmd(data_dir: DataDir = DEFAULT_DIR,
             verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
     """Run the local proxy and the tunnel (until Ctrl-C / SIGTERM)."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging(verbose)
     try:
         config = load_config(data_dir)
     except ConfigError as exc:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import logging
-import sys
 import secrets
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -13,13 +12,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from broker.enrolment import DEFAULT_CODE_TTL_SECONDS, format_code, hash_code, parse_duration
 from broker.devices import validate_tenant_id
+from broker.enrolment import DEFAULT_CODE_TTL_SECONDS, format_code, hash_code, parse_duration
 from broker.runtime.datadir import init_data_dir, load_ca, load_config
 from broker.runtime.store import Store, StoreError
 from ztcore.errors import ConfigError
 from ztcore.pins import spki_pin
 from ztcore.runtime.loop import run as run_loop
+from ztcore.runtime.loop import setup_logging
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Sekimori broker and admin CLI (関守: the keeper of the checkpoint).")
@@ -78,8 +78,7 @@ def serve(data_dir: DataDir = DEFAULT_DIR,
           verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
     """Run the broker: the agent tunnel and the enrolment/admin API."""
     from broker.runtime.server import serve as serve_broker
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging(verbose)
     try:
         config = load_config(data_dir)
     except ConfigError as exc:

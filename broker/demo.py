@@ -23,12 +23,12 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-import urllib.request
-from urllib.parse import urlsplit
 from typing import Any
+from urllib.parse import urlsplit
 
 from cryptography import x509
 from rich.console import Console
@@ -151,6 +151,18 @@ def _wait_for(predicate: Any, timeout: float, what: str, proc: subprocess.Popen[
     raise TimeoutError(f"{what}: not ready after {timeout} s")
 
 
+def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float) -> None:
+    """SIGTERM (a graceful stop), then SIGKILL if it does not exit in time."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 class BrokerProcess:
     """A broker in its own process with its own data directory (`sekimori serve`)."""
 
@@ -201,13 +213,7 @@ class BrokerProcess:
         return str(self.info["api_url"])
 
     def stop(self, timeout: float = 15) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout)
         self.proc = None
 
     def close(self) -> None:
@@ -257,13 +263,7 @@ class AgentProcess:
         _wait_for(ready, timeout, "agent", self.proc)
 
     def stop(self, timeout: float = 10) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout)
         self.proc = None
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from h2.exceptions import FrameDataMissingError, ProtocolError
 from h2.frame_buffer import FrameBuffer
 from hyperframe.exceptions import InvalidDataError, InvalidFrameError
-from hyperframe.frame import DataFrame, Frame, GoAwayFrame
+from hyperframe.frame import ContinuationFrame, DataFrame, Frame, GoAwayFrame
 
 FRAME_HEADER_BYTES = 9
 
@@ -98,6 +98,9 @@ class ChunkedFrameBuffer(FrameBuffer):
             self._validate_frame_length(length)
             self._take(FRAME_HEADER_BYTES)
             body = self._take(length)
+            if self._headers_buffer and not isinstance(frame, ContinuationFrame):
+                # RFC 9113 §6.10: only CONTINUATION may follow an unfinished header block.
+                raise ProtocolError("Invalid frame during header block.")
             if type(frame) is DataFrame and "PADDED" not in frame.flags:
                 # Zero-copy: the payload stays a view into the (immutable) read it came in.
                 frame.data = body  # type: ignore[assignment]

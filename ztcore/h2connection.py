@@ -39,7 +39,7 @@ class TunnelH2Connection(H2Connection):
         chunks = self._chunks
         limit = self.max_outbound_frame_size
         for frame in frames:
-            if type(frame) is DataFrame and not frame.pad_length:
+            if type(frame) is DataFrame and "PADDED" not in frame.flags:
                 size = len(frame.data)
                 assert size <= limit
                 flags = _END_STREAM if "END_STREAM" in frame.flags else 0

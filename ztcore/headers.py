@@ -29,6 +29,16 @@ def _ascii(text: str) -> bytes:
     return text.encode("ascii", "replace")
 
 
+def _field_safe(encoded: str) -> str:
+    """Percent-encode spaces at the edges: a field value may not start or end with whitespace."""
+    core = encoded.strip(" ")
+    if not core:
+        return "%20" * len(encoded)
+    lead = len(encoded) - len(encoded.lstrip(" "))
+    trail = len(encoded) - len(encoded.rstrip(" "))
+    return "%20" * lead + core + "%20" * trail
+
+
 def decision_headers(decision: Decision) -> list[tuple[str, str]]:
     """The sekimori-* headers that describe a decision (without :status)."""
     out = [(REASON, decision.reason.value), (MESSAGE_EN, decision.message_en),
@@ -36,13 +46,14 @@ def decision_headers(decision: Decision) -> list[tuple[str, str]]:
     if decision.rule_id:
         out.append((RULE, decision.rule_id))
     if decision.detail:
-        out.append((DETAIL, quote(decision.detail, safe=" :/[]().,'-_")))
+        out.append((DETAIL, _field_safe(quote(decision.detail, safe=" :/[]().,'-_"))))
     return out
 
 
 def response_headers(decision: Decision) -> list[Header]:
     """HTTP/2 response headers for a CONNECT stream: :status plus the decision."""
-    status = 200 if decision.allowed else decision.status
+    # A deny never goes out as a success, whatever status it was built with (fail closed).
+    status = 200 if decision.allowed else (decision.status if 400 <= decision.status < 600 else 403)
     headers = [(b":status", str(status).encode())]
     if not decision.allowed:
         headers += [(k.encode(), _ascii(v)) for k, v in decision_headers(decision)]
@@ -55,11 +66,11 @@ def decision_from_response(headers: Iterable[Header]) -> Decision:
     An unknown reason or a malformed status from the broker is itself a deny: fail closed.
     """
     fields = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers}
-    try:
-        status = int(fields.get(":status", ""))
-    except ValueError:
+    status_text = fields.get(":status", "")
+    if not (len(status_text) == 3 and status_text.isascii() and status_text.isdigit()):
         return Decision(Action.DENY, (Reason.INTERNAL_ERROR,), status=502,
                         detail="broker sent no valid :status")
+    status = int(status_text)
     if 200 <= status < 300:
         return Decision(Action.ALLOW, (Reason.DESTINATION_ALLOWED,), status=200)
     try:

@@ -29,7 +29,6 @@ from h2.exceptions import ProtocolError, StreamClosedError
 from ztcore.errors import RemoteProtocolError
 from ztcore.h2connection import TunnelH2Connection
 
-
 SMALL_WRITE_BYTES = 64 * 1024
 
 
@@ -42,6 +41,40 @@ class Endpoint(Protocol):
     def abort(self) -> None: ...
     def pause_reading(self) -> None: ...
     def resume_reading(self) -> None: ...
+
+
+class BodyEndpoint:
+    """An endpoint that collects a small message body in memory instead of a socket.
+
+    Used for the few requests the agent and the broker make of each other on the tunnel
+    (certificate renewal); `limit_bytes` bounds what a peer can make us hold.
+    """
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.body = bytearray()
+        self.limit_bytes = limit_bytes
+        self.overflowed = False
+
+    def write(self, data: bytes) -> None:
+        if len(self.body) + len(data) > self.limit_bytes:
+            self.overflowed = True
+            return
+        self.body += data
+
+    def write_eof(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
 
 
 @dataclass(slots=True, eq=False)
@@ -159,6 +192,7 @@ class TunnelSession:
             endpoint.write(chunk)
         if stream.unacked and not stream.endpoint_write_paused:
             self._ack(stream)
+            self.flush()
         if stream.received_eof:
             endpoint.write_eof()
         self._update_reading(stream)
@@ -329,6 +363,11 @@ class TunnelSession:
         stream.finished = True
         stream.reset = reset
         self.streams.pop(stream.stream_id, None)
+        if stream.unacked:
+            # Bytes held back for a congested or unbound endpoint still count against the
+            # connection window: give them back, or the whole tunnel would stall.
+            self._ack(stream)
+            self.flush()
         if stream.endpoint is not None:
             # A reset stream drops what is still buffered (the client must not get more of a
             # revoked flow); a finished one is flushed before closing.

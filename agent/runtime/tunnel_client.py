@@ -28,7 +28,7 @@ from ztcore import h2tuning, headers
 from ztcore.decision import Decision, deny
 from ztcore.errors import RemoteProtocolError
 from ztcore.reasons import Reason
-from ztcore.tunnel import PeerDraining, Stream, TunnelSession
+from ztcore.tunnel import BodyEndpoint, PeerDraining, Stream, TunnelSession
 
 log = logging.getLogger("sekimori.agent.tunnel")
 PING_TIMEOUT_SECONDS = 10.0
@@ -36,6 +36,7 @@ OPEN_TIMEOUT_SECONDS = 30.0
 CONNECT_TIMEOUT_SECONDS = 5.0
 WAIT_FOR_TUNNEL_SECONDS = 2.0
 TUNNEL_WRITE_HIGH_WATER_BYTES = 8 * 1024 * 1024
+MAX_RESPONSE_BYTES = 64 * 1024
 
 
 def tunnel_ssl_context(config: AgentConfig) -> ssl.SSLContext:
@@ -193,30 +194,13 @@ class TunnelClientProtocol(asyncio.Protocol):
             await self.client.renew_if_due(self)
 
 
-@dataclass
-class _Response:
-    """Endpoint collecting a small response body from the broker."""
-    done: asyncio.Future[tuple[int, bytes]]
-    status: int = 502
-    body: bytearray = field(default_factory=bytearray)
+class _Response(BodyEndpoint):
+    """The broker's answer to one of our requests, collected in memory."""
 
-    def write(self, data: bytes) -> None:
-        self.body += data
-
-    def write_eof(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def abort(self) -> None:
-        pass
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
+    def __init__(self, done: asyncio.Future[tuple[int, bytes]]) -> None:
+        super().__init__(MAX_RESPONSE_BYTES)
+        self.done = done
+        self.status = 502
 
 
 class TunnelClient:

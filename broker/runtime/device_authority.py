@@ -14,8 +14,16 @@ from cryptography import x509
 
 from broker.devices import DEVICE_ACTIVE, Device, RedeemOutcome
 from broker.enrolment import hash_code, normalise_code
-from broker.pki import (CsrError, DeviceIdentity, PrivateKey, cert_pem, fingerprint, load_csr,
-                        not_after, sign_device)
+from broker.pki import (
+    CsrError,
+    DeviceIdentity,
+    PrivateKey,
+    cert_pem,
+    fingerprint,
+    load_csr,
+    not_after,
+    sign_device,
+)
 from broker.runtime.store import Store
 from ztcore.decision import Decision, deny
 from ztcore.reasons import Reason

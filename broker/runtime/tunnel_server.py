@@ -39,7 +39,7 @@ from ztcore.destinations import check_addresses, check_port
 from ztcore.errors import RemoteProtocolError
 from ztcore.reasons import Reason
 from ztcore.runtime.pipe import StreamPipe
-from ztcore.tunnel import PeerDraining, Stream, TunnelSession
+from ztcore.tunnel import BodyEndpoint, PeerDraining, Stream, TunnelSession
 
 log = logging.getLogger("sekimori.tunnel")
 IpAddress = IPv4Address | IPv6Address
@@ -79,7 +79,6 @@ class Flow:
     address: str | None = None
     upstream: StreamPipe | None = None
     kind: str = "stream"
-    body: bytearray = field(default_factory=bytearray)
 
 
 class TunnelConnection(asyncio.Protocol):
@@ -372,30 +371,19 @@ class TunnelConnection(asyncio.Protocol):
         session.end(stream.stream_id)
 
 
-class _Collector:
-    """Endpoint that gathers a small request body (renewal CSR) instead of a socket."""
+class _Collector(BodyEndpoint):
+    """Gathers a renewal request's CSR; at its end the connection answers it."""
 
     def __init__(self, owner: TunnelConnection, stream: Stream) -> None:
+        super().__init__(MAX_RENEW_BODY_BYTES)
         self.owner, self.stream = owner, stream
 
     def write(self, data: bytes) -> None:
-        body: bytearray = self.stream.context.body
-        body += data
-        if len(body) > MAX_RENEW_BODY_BYTES:
+        super().write(data)
+        if self.overflowed:
             assert self.owner.session is not None
             self.owner.session.abort(self.stream.stream_id, ErrorCodes.REFUSED_STREAM)
 
     def write_eof(self) -> None:
-        self.owner.loop.create_task(self.owner.renew(self.stream, bytes(self.stream.context.body)))
-
-    def close(self) -> None:
-        pass
-
-    def abort(self) -> None:
-        pass
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
+        if not self.overflowed:
+            self.owner.loop.create_task(self.owner.renew(self.stream, bytes(self.body)))

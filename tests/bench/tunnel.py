@@ -41,8 +41,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from broker.demo import AgentProcess, BrokerProcess
-from tests.bench.peers import (MitmdumpProcess, OriginsProcess, SquidProcess, clean_env,
-                               cpu_seconds, find_mitmdump)
+from tests.bench.peers import (
+    MitmdumpProcess,
+    OriginsProcess,
+    SquidProcess,
+    clean_env,
+    cpu_seconds,
+    find_mitmdump,
+)
 
 GIB = 1 << 30
 MB = 1_000_000  # MB/s here is 10^6 bytes per second, as curl's speed_download is bytes/s

@@ -7,7 +7,7 @@ from __future__ import annotations
 # in the PostgreSQL database `test` on 127.0.0.1:5432 (trust auth), dropped afterwards. The
 # PostgreSQL parameter is skipped, with the reason, when that server cannot be reached.
 # `store` is a migrated Store on that URL.
-
+import contextlib
 import functools
 import secrets
 from collections.abc import Iterator
@@ -55,6 +55,13 @@ def store_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('store') / 'sekimori.db'}"
         return
+    with pg_schema_url() as url:
+        yield url
+
+
+@contextlib.contextmanager
+def pg_schema_url() -> Iterator[str]:
+    """A URL to a fresh schema in the test database, dropped afterwards; skips if no server."""
     user, why = _pg_user()
     if user is None:
         pytest.skip(why)

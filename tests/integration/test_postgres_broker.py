@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import subprocess
 import time
 from collections.abc import Iterator
@@ -11,24 +10,15 @@ from pathlib import Path
 import pytest
 
 from broker.demo import DEMO_BODY, LocalOrigins
-from tests.integration.conftest import (_PG_DATABASE, _PG_HOST, _PG_PORT, _pg_admin, _pg_user,
-                                        make_agent, make_broker, require_curl)
+from tests.integration.conftest import make_agent, make_broker, pg_schema_url, require_curl
 
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    user, why = _pg_user()
-    if user is None:
-        pytest.skip(why)
-    schema = f"sk_{secrets.token_hex(6)}"
-    _pg_admin(user, f"CREATE SCHEMA {schema}")
-    try:
-        yield (f"postgresql://{user}@{_PG_HOST}:{_PG_PORT}/{_PG_DATABASE}"
-               f"?options=-csearch_path%3D{schema}")
-    finally:
-        _pg_admin(user, f"DROP SCHEMA {schema} CASCADE")
+    with pg_schema_url() as url:
+        yield url
 
 
 def test_broker_on_postgresql(pg_url: str, origins: LocalOrigins, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from cryptography import x509
 
 from agent.identity import csr_pem, key_pem, new_key
 from agent.runtime.enrol import EnrolmentError, enrol
-from broker.demo import AgentProcess, BrokerProcess, LocalOrigins, free_port
+from broker.demo import BrokerProcess, LocalOrigins, free_port
 from broker.pki import DeviceIdentity, cert_pem, make_ca, sign_device
 from tests.integration.conftest import make_agent, make_broker, require_curl
 

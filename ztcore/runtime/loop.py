@@ -1,8 +1,9 @@
-"""Event loop selection: uvloop where it is installed (Linux/macOS), asyncio's otherwise."""
+"""Process start-up for the broker and the agent: the event loop (uvloop where installed) and logging."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -18,3 +19,9 @@ def run(main: Coroutine[Any, Any, T], *, use_uvloop: bool = True) -> T:
         else:
             return uvloop.run(main)
     return asyncio.run(main)
+
+
+def setup_logging(verbose: bool) -> None:
+    """Log lines for the broker and the agent processes (stderr; INFO with -v)."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")

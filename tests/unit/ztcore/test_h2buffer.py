@@ -13,8 +13,6 @@ from collections.abc import Callable, Iterable, Sequence
 import pytest
 from h2.exceptions import FrameDataMissingError, FrameTooLargeError, ProtocolError
 from h2.frame_buffer import FrameBuffer
-from hypothesis import assume, given, settings
-from hypothesis import strategies as st
 from hyperframe.exceptions import HyperframeError, InvalidPaddingError
 from hyperframe.frame import (
     ContinuationFrame,
@@ -29,6 +27,8 @@ from hyperframe.frame import (
     SettingsFrame,
     WindowUpdateFrame,
 )
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from ztcore.h2buffer import ChunkedFrameBuffer
 
@@ -212,7 +212,7 @@ def test_mutated_input_gives_the_same_frames_or_the_same_error(groups: list[list
         return frames, None, len(chunks)
 
     want = run(new_buffer(FrameBuffer))
-    # A frame inside a header block is covered by its own (xfail) tests below.
+    # A frame inside a header block is covered by its own tests below.
     assume(want[1] is None or "header block" not in _reference_error(chunks))
     assert run(new_buffer(ChunkedFrameBuffer)) == want
 
@@ -448,9 +448,6 @@ def test_ping_inside_a_header_block_is_refused() -> None:
         drain(buf)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: ztcore/h2buffer.py __next__ returns an unpadded DATA frame (zero-copy branch) before "
-    "_update_header_buffer, so DATA inside an open header block is accepted; h2 refuses it"))
 def test_unpadded_data_inside_a_header_block_is_refused() -> None:
     wire = HeadersFrame(1, b"abc").serialize() + DataFrame(1, b"xyz").serialize()
     reference = new_buffer(FrameBuffer)
@@ -463,9 +460,6 @@ def test_unpadded_data_inside_a_header_block_is_refused() -> None:
         drain(buf)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: ztcore/h2buffer.py __next__ sets aside a graceful GOAWAY with `continue` before "
-    "_update_header_buffer, so a GOAWAY inside an open header block is accepted"))
 def test_graceful_goaway_inside_a_header_block_is_refused() -> None:
     wire = (HeadersFrame(1, b"abc").serialize()
             + GoAwayFrame(0, last_stream_id=1, error_code=0).serialize())

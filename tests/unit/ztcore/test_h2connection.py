@@ -14,12 +14,12 @@ import pytest
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
+from h2.frame_buffer import FrameBuffer
 from h2.settings import SettingCodes
+from hyperframe.frame import DataFrame, Frame, GoAwayFrame
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from hyperframe.frame import DataFrame, Frame, GoAwayFrame
 
-from h2.frame_buffer import FrameBuffer
 from ztcore.h2connection import TunnelH2Connection
 
 REQUEST = [(b":method", b"CONNECT"), (b":authority", b"example.jp:443")]
@@ -326,10 +326,6 @@ def test_graceful_goaway_is_queued_in_order_and_leaves_streams_open() -> None:
     assert (goaway.last_stream_id, goaway.error_code) == (3, 0)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: ztcore/h2connection.py _prepare_for_sending tests `not frame.pad_length`, so "
-    "send_data(pad_length=0) goes out without the PADDED flag and pad-length byte while h2 "
-    "charged len+1 to the flow-control window; it should test `'PADDED' not in frame.flags`"))
 def test_padded_data_with_zero_padding_matches_h2() -> None:
     reference, ours = pair()
     for conn in (reference, ours):

@@ -390,6 +390,20 @@ def test_sender_pauses_at_the_stream_window_and_resumes_when_it_opens() -> None:
     assert t.client_stream.bytes_sent == t.server_stream.bytes_received == 10_000
 
 
+def test_reads_that_race_the_pause_queue_up_in_order() -> None:
+    # A read already under way when pause_reading() is called still reaches the session.
+    client, server = handshake(window=1000)
+    t = open_stream(client, server, record_data=False)
+    pieces = [payload(1500, seed=5), payload(700, seed=6), payload(10, seed=7)]
+    for piece in pieces:
+        client.session.send(t.stream_id, piece)
+    assert t.client_stream.outbound_bytes == 2210 - 1000
+    assert len(t.client_stream.outbound) == 3
+    settle(client, server)
+    assert bytes(t.upstream.received) == b"".join(pieces)
+    assert t.local.reading
+
+
 def test_congested_endpoint_withholds_the_window_until_it_drains() -> None:
     client, server = handshake(window=4096)
     t = open_stream(client, server, record_data=False)
@@ -459,6 +473,17 @@ def test_data_before_bind_is_acknowledged_on_bind() -> None:
     settle(client, server)
     assert bytes(t.local.received) == data
     assert t.upstream.names()[-1] == "resume_reading"
+
+
+def test_bind_sends_the_window_update_for_early_bytes() -> None:
+    client, server = handshake(window=4096)
+    t = open_stream(client, server, bind_client=False, record_data=False)
+    server.session.send(t.stream_id, payload(10_000, seed=4))
+    settle(client, server)
+    assert t.client_stream.unacked == 4096
+    client.session.bind(t.stream_id, t.local)  # no flush of our own afterwards
+    settle(client, server)
+    assert len(t.local.received) == 10_000
 
 
 # -- transport back-pressure ----------------------------------------------------------------------
@@ -564,10 +589,6 @@ def test_windows_come_from_the_tunnel_settings() -> None:
 
 # -- the connection window is given back ----------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: ztcore/tunnel.py _finish drops stream.unacked without acknowledge_received_data, so "
-    "bytes held back for a congested endpoint (or received before bind) of a stream that then "
-    "resets or finishes never return to the connection window; the tunnel stalls for good"))
 def test_connection_window_is_returned_when_a_congested_stream_resets() -> None:
     client, server = handshake()
     per_stream = STREAM_WINDOW_BYTES
