@@ -119,7 +119,7 @@ def load_csr(pem: str | bytes) -> x509.CertificateSigningRequest:
         raise CsrError(f"CSR is {len(raw)} bytes, more than the {MAX_CSR_BYTES} allowed")
     try:
         csr = x509.load_pem_x509_csr(raw)
-    except (ValueError, UnsupportedAlgorithm) as exc:
+    except (ValueError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
         raise CsrError(f"CSR is not a PEM certificate request: {exc}") from exc
     try:
         if not csr.is_signature_valid:
