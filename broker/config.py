@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ class BrokerConfig:
     database_url: str
     device_cert_validity_seconds: int
     destinations: DestinationPolicy
+    static_hosts: dict[str, tuple[IPv4Address | IPv6Address, ...]]
     connect_timeout_seconds: float
     idle_timeout_seconds: float
     shutdown_grace_seconds: float
@@ -88,10 +90,10 @@ def _number(section: Mapping[str, Any], key: str, path: str, default: float) -> 
     return float(value)
 
 
-def _table(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+def _table(raw: Mapping[str, Any], key: str, path: str = "") -> Mapping[str, Any]:
     value = raw.get(key, {})
     if not isinstance(value, Mapping):
-        raise ConfigError(f"{key}: expected a table, got {type(value).__name__}")
+        raise ConfigError(f"{path}{key}: expected a table, got {type(value).__name__}")
     return value
 
 
@@ -100,6 +102,27 @@ def _strings(section: Mapping[str, Any], key: str, path: str, default: list[Any]
     if not isinstance(value, list):
         raise ConfigError(f"{path}.{key}: expected a list, got {type(value).__name__}")
     return value
+
+
+def _static_hosts(table: Mapping[str, Any]) -> dict[str, tuple[IPv4Address | IPv6Address, ...]]:
+    """`[destinations.hosts]`: names the broker resolves itself, like its own /etc/hosts
+    (internal names of a municipality, or a test's). The addresses are still checked."""
+    out: dict[str, tuple[IPv4Address | IPv6Address, ...]] = {}
+    for name, value in table.items():
+        path = f"destinations.hosts.{name}"
+        if not isinstance(name, str) or not name or len(name) > 253:
+            raise ConfigError(f"{path}: not a host name")
+        items = value if isinstance(value, list) else [value]
+        addresses = []
+        for i, item in enumerate(items):
+            try:
+                addresses.append(ip_address(item))
+            except (TypeError, ValueError):
+                raise ConfigError(f"{path}[{i}]: {item!r} is not an IP address") from None
+        if not addresses:
+            raise ConfigError(f"{path}: no address")
+        out[name.lower().rstrip(".")] = tuple(addresses)
+    return out
 
 
 def parse_config(raw: Mapping[str, Any], data_dir: Path) -> BrokerConfig:
@@ -115,6 +138,7 @@ def parse_config(raw: Mapping[str, Any], data_dir: Path) -> BrokerConfig:
             _strings(dest, "allowed_networks", "destinations", []))
     except ConfigError as exc:
         raise ConfigError(f"destinations.{exc}") from None
+    static_hosts = _static_hosts(_table(dest, "hosts", "destinations."))
     database = broker.get("database", f"sqlite:///{data_dir / 'sekimori.db'}")
     if not isinstance(database, str) or "://" not in database:
         raise ConfigError(f"broker.database: expected a database URL, got {database!r}")
@@ -131,6 +155,7 @@ def parse_config(raw: Mapping[str, Any], data_dir: Path) -> BrokerConfig:
         device_cert_validity_seconds=int(_number(broker, "device_cert_validity_seconds",
                                                  "broker", 7 * 24 * 3600)),
         destinations=destinations,
+        static_hosts=static_hosts,
         connect_timeout_seconds=_number(broker, "connect_timeout_seconds", "broker", 10),
         idle_timeout_seconds=_number(broker, "idle_timeout_seconds", "broker", 90),
         shutdown_grace_seconds=_number(broker, "shutdown_grace_seconds", "broker", 10),

@@ -168,7 +168,8 @@ class BrokerProcess:
 
     def __init__(self, data_dir: Path, *, allowed_ports: list[int | str] | None = None,
                  allowed_networks: list[str] | None = None, database: str | None = None,
-                 device_cert_validity_seconds: int = 7 * 86400, tunnel_port: int = 0) -> None:
+                 device_cert_validity_seconds: int = 7 * 86400, tunnel_port: int = 0,
+                 static_hosts: dict[str, list[str]] | None = None) -> None:
         self.data_dir = data_dir
         if not (data_dir / "sekimori.toml").exists():
             init_data_dir(data_dir, time.time(), server_names=["localhost", "127.0.0.1", "::1"],
@@ -176,6 +177,10 @@ class BrokerProcess:
                           allowed_ports=[80, 443, *(allowed_ports or [])],
                           allowed_networks=allowed_networks or [],
                           device_cert_validity_seconds=device_cert_validity_seconds)
+            if static_hosts:
+                lines = "".join(f'"{name}" = {json.dumps(addrs)}\n' for name, addrs in static_hosts.items())
+                with open(data_dir / "sekimori.toml", "a") as toml:
+                    toml.write(f"\n[destinations.hosts]\n{lines}")
         from broker.runtime.datadir import load_config
         self.config = load_config(data_dir)
         self.store = Store(self.config.database_url)

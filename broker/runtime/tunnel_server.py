@@ -309,6 +309,9 @@ class TunnelConnection(asyncio.Protocol):
         return last, None
 
     async def _resolve(self, host: str, port: int) -> list[IpAddress]:
+        static = self.state.config.static_hosts.get(host)
+        if static is not None:
+            return list(static)
         try:
             async with asyncio.timeout(self.state.config.connect_timeout_seconds):
                 infos = await self.loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)

@@ -123,7 +123,10 @@ def make_agent(root: Path, broker: BrokerProcess, name: str = "test-laptop") -> 
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory, origins: LocalOrigins) -> Iterator[BrokerProcess]:
-    b = make_broker(tmp_path_factory.mktemp("broker"), origins, tunnel_port=free_port())
+    # An internal name that resolves (through the broker's own hosts table) to a private address.
+    b = make_broker(tmp_path_factory.mktemp("broker"), origins, tunnel_port=free_port(),
+                    static_hosts={"intranet.city.test": ["10.20.30.40"],
+                                  "mixed.city.test": ["93.184.215.14", "192.168.0.8"]})
     yield b
     b.close()
 

@@ -71,6 +71,8 @@ def test_upload_and_large_download(agent: AgentProcess, origins: LocalOrigins) -
     ("http://[::ffff:127.0.0.1]/", "address-ipv4-mapped"),
     ("http://2130706433/", "address-loopback"),
     ("http://localhost/", "address-loopback"),          # a name that resolves to loopback
+    ("http://intranet.city.test/", "address-private"),  # a name that resolves to a private address
+    ("http://mixed.city.test/", "address-private"),     # public + private answer: refused whole
     ("http://192.168.1.1/", "address-private"),
     ("http://100.64.0.1/", "address-cgnat"),
     ("http://198.51.100.7:25/", "port-not-allowed"),
