@@ -7,6 +7,8 @@ decoded TOML mapping and the data directory.
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
@@ -70,10 +72,17 @@ class BrokerConfig:
 def _listen(value: Any, path: str, default_port: int) -> Listen:
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{path}: expected 'host:port', got {value!r}")
-    host, sep, port_text = value.rpartition(":")
-    if not sep:
+    if value.startswith("["):                       # [v6]:port or [v6]
+        host, _, rest = value[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else (rest or str(default_port))
+    elif value.count(":") > 1:                      # a bare IPv6 address
         host, port_text = value, str(default_port)
-    host = host.strip("[]")
+    else:
+        host, sep, port_text = value.rpartition(":")
+        if not sep:
+            host, port_text = value, str(default_port)
+    if not port_text.isascii() or not port_text.isdigit():
+        raise ConfigError(f"{path}: port {port_text!r} is not a number")
     try:
         port = int(port_text)
     except ValueError:
@@ -85,9 +94,17 @@ def _listen(value: Any, path: str, default_port: int) -> Listen:
 
 def _number(section: Mapping[str, Any], key: str, path: str, default: float) -> float:
     value = section.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
+            or value <= 0:
         raise ConfigError(f"{path}.{key}: expected a positive number, got {value!r}")
     return float(value)
+
+
+def _whole_seconds(section: Mapping[str, Any], key: str, path: str, default: int) -> int:
+    value = section.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{path}.{key}: expected a whole number of seconds >= 1, got {value!r}")
+    return value
 
 
 def _table(raw: Mapping[str, Any], key: str, path: str = "") -> Mapping[str, Any]:
@@ -132,17 +149,20 @@ def parse_config(raw: Mapping[str, Any], data_dir: Path) -> BrokerConfig:
     names = _strings(broker, "server_names", "broker", ["localhost", "127.0.0.1", "::1"])
     if not names or not all(isinstance(n, str) and n for n in names):
         raise ConfigError("broker.server_names: expected a non-empty list of names")
+    ports = _strings(dest, "allowed_ports", "destinations", [80, 443])
+    networks = _strings(dest, "allowed_networks", "destinations", [])
     try:
-        destinations = DestinationPolicy.from_config(
-            _strings(dest, "allowed_ports", "destinations", [80, 443]),
-            _strings(dest, "allowed_networks", "destinations", []))
+        destinations = DestinationPolicy.from_config(ports, networks)
     except ConfigError as exc:
         raise ConfigError(f"destinations.{exc}") from None
     static_hosts = _static_hosts(_table(dest, "hosts", "destinations."))
     database = broker.get("database", f"sqlite:///{data_dir / 'sekimori.db'}")
     if not isinstance(database, str) or "://" not in database:
         raise ConfigError(f"broker.database: expected a database URL, got {database!r}")
-    audit_path = Path(audit.get("path", str(data_dir / "audit" / "events.jsonl")))
+    audit_text = audit.get("path", str(data_dir / "audit" / "events.jsonl"))
+    if not isinstance(audit_text, str) or not audit_text:
+        raise ConfigError(f"audit.path: expected a file path, got {audit_text!r}")
+    audit_path = Path(audit_text)
     return BrokerConfig(
         data_dir=data_dir,
         name=str(broker.get("name", names[0])),
@@ -152,8 +172,8 @@ def parse_config(raw: Mapping[str, Any], data_dir: Path) -> BrokerConfig:
         api_listen=_listen(broker.get("api_listen", f"127.0.0.1:{DEFAULT_API_PORT}"),
                            "broker.api_listen", DEFAULT_API_PORT),
         database_url=database,
-        device_cert_validity_seconds=int(_number(broker, "device_cert_validity_seconds",
-                                                 "broker", 7 * 24 * 3600)),
+        device_cert_validity_seconds=_whole_seconds(broker, "device_cert_validity_seconds",
+                                                    "broker", 7 * 24 * 3600),
         destinations=destinations,
         static_hosts=static_hosts,
         connect_timeout_seconds=_number(broker, "connect_timeout_seconds", "broker", 10),
@@ -163,20 +183,26 @@ def parse_config(raw: Mapping[str, Any], data_dir: Path) -> BrokerConfig:
     )
 
 
+def toml_string(text: str) -> str:
+    """A TOML basic string: JSON's string escapes are a subset TOML accepts."""
+    return json.dumps(text, ensure_ascii=False)
+
+
 def render_config(*, name: str, server_names: list[str], tunnel_listen: str, api_listen: str,
                   database: str, allowed_ports: list[int | str], allowed_networks: list[str],
                   device_cert_validity_seconds: int = 7 * 24 * 3600) -> str:
     """The TOML text `sekimori init` writes (TOML has no writer in the stdlib)."""
     def toml_list(items: list[Any]) -> str:
-        return "[" + ", ".join(f'"{i}"' if isinstance(i, str) else str(i) for i in items) + "]"
+        return "[" + ", ".join(q(i) if isinstance(i, str) else str(int(i)) for i in items) + "]"
+    q = toml_string
     return (
         "# Sekimori broker configuration. Edit, then restart `sekimori serve`.\n"
         "[broker]\n"
-        f'name = "{name}"\n'
+        f"name = {q(name)}\n"
         f"server_names = {toml_list(server_names)}\n"
-        f'tunnel_listen = "{tunnel_listen}"\n'
-        f'api_listen = "{api_listen}"\n'
-        f'database = "{database}"\n'
+        f"tunnel_listen = {q(tunnel_listen)}\n"
+        f"api_listen = {q(api_listen)}\n"
+        f"database = {q(database)}\n"
         f"device_cert_validity_seconds = {device_cert_validity_seconds}\n"
         "connect_timeout_seconds = 10\n"
         "idle_timeout_seconds = 90\n\n"

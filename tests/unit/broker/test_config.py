@@ -91,11 +91,6 @@ def test_config_file_says_what_it_is() -> None:
     assert set(tomllib.loads(text)) == {"broker", "destinations", "audit"}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: broker/config.py render_config writes strings as f'\"{value}\"' without TOML "
-    "escaping, so a name or database URL (a PostgreSQL password, a data dir) holding '\"' or "
-    "'\\' writes a sekimori.toml that does not parse. Fix: emit TOML basic strings with '\\\\' "
-    "and '\\\"' (and control characters) escaped"))
 @pytest.mark.parametrize("field, value", [
     ("name", 'Kita "North" City'),
     ("database", "postgresql://sekimori:p\\w@db/sekimori"),
@@ -202,10 +197,6 @@ def test_bad_field_in_a_file_names_its_path() -> None:
         parse_text(text)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: broker/config.py parse_config calls _strings(dest, ..., 'destinations') inside the "
-    "try that prefixes 'destinations.' to every ConfigError, so the message reads "
-    "'destinations.destinations.allowed_ports: ...'. Fix: call _strings before the try"))
 @pytest.mark.parametrize("raw, path", [
     ({"destinations": {"allowed_ports": "443"}}, "destinations.allowed_ports:"),
     ({"destinations": {"allowed_networks": "10.0.0.0/8"}}, "destinations.allowed_networks:"),
@@ -227,16 +218,20 @@ BAD_BUT_ACCEPTED: list[tuple[dict[str, Any], str]] = [
     ({"broker": {"connect_timeout_seconds": float("nan")}}, "broker.connect_timeout_seconds:"),
     ({"broker": {"idle_timeout_seconds": float("nan")}}, "broker.idle_timeout_seconds:"),
     ({"audit": {"path": 5}}, "audit.path:"),
-    ({"broker": {"tunnel_listen": "::1"}}, "broker.tunnel_listen:"),  # read as host ':' port 1
 ]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: broker/config.py _number accepts nan (nan <= 0 is False) and int(_number(...)) of "
-    "device_cert_validity_seconds raises ValueError/OverflowError for nan/inf and truncates "
-    "0.5 to 0; audit.path is passed to Path() unchecked (TypeError); _listen('::1') gives "
-    "Listen(':', 1). Fix: require math.isfinite and, for the validity, an int >= 1; check "
-    "audit.path is a str; refuse a bare IPv6 address (or take it as a host)"))
+@pytest.mark.parametrize("text, host, port", [
+    ("::1", "::1", 8443),             # a bare IPv6 address is a host on the default port
+    ("[::1]:9443", "::1", 9443),
+    ("[::1]", "::1", 8443),
+    ("0.0.0.0:8443", "0.0.0.0", 8443),
+])
+def test_ipv6_listen_addresses(text: str, host: str, port: int) -> None:
+    listen = parse_config({"broker": {"tunnel_listen": text}}, DATA).tunnel_listen
+    assert (listen.host, listen.port) == (host, port)
+
+
 @pytest.mark.parametrize("raw, path", BAD_BUT_ACCEPTED, ids=[str(b[0]) for b in BAD_BUT_ACCEPTED])
 def test_non_finite_and_mistyped_values_are_config_errors(raw: dict[str, Any], path: str) -> None:
     with pytest.raises(ConfigError) as info:
