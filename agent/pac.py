@@ -9,12 +9,13 @@ from __future__ import annotations
 
 
 def render_pac(proxy_host: str, proxy_port: int) -> str:
+    host = f"[{proxy_host}]" if ":" in proxy_host else proxy_host  # an IPv6 proxy is bracketed
     return (
         "// Sekimori agent proxy auto-configuration\n"
         "function FindProxyForURL(url, host) {\n"
         '  if (host === "localhost" || host === "127.0.0.1" || host === "[::1]" || host === "::1") {\n'
         '    return "DIRECT";\n'
         "  }\n"
-        f'  return "PROXY {proxy_host}:{proxy_port}";\n'
+        f'  return "PROXY {host}:{proxy_port}";\n'
         "}\n"
     )

@@ -72,10 +72,6 @@ def test_pac_evaluated_by_a_javascript_engine() -> None:
                                "PROXY 127.0.0.1:3128"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: agent/pac.py render_pac writes f'PROXY {proxy_host}:{proxy_port}', so an IPv6 "
-    "proxy_host (agent config allows one) gives 'PROXY ::1:3128', which browsers cannot "
-    "parse; Chrome then falls back to DIRECT (fail open). Fix: bracket hosts containing ':'"))
 def test_pac_brackets_an_ipv6_proxy_address() -> None:
     assert pac_results(render_pac("::1", 3128))[-1] == "PROXY [::1]:3128"
 
