@@ -205,16 +205,26 @@ class TunnelConnection(asyncio.Protocol):
 
     def _request(self, event: ev.RequestReceived) -> None:
         assert self.session is not None
+        fields = dict(event.headers or [])
+        authority = fields.get(b":authority", b"").decode("ascii", "replace")
+        # The stream exists from now on, so bytes that follow the headers are kept for it even
+        # while its device is still being looked up.
+        stream = self.session.add_stream(event.stream_id,
+                                         Flow(authority, self.state.clock(), time.monotonic()))
+        self.state.streams_open += 1
         lookup = self.device_lookup
         if lookup is not None and not lookup.done():
-            lookup.add_done_callback(lambda _: (self._request(event), self._flush()))
+            lookup.add_done_callback(lambda _: (self._route(stream, fields), self._flush()))
             return
-        fields = dict(event.headers or [])
+        self._route(stream, fields)
+
+    def _route(self, stream: Stream, fields: dict[bytes, bytes]) -> None:
+        assert self.session is not None
+        if stream.finished:
+            return
+        flow: Flow = stream.context
         method = fields.get(b":method", b"")
-        authority = fields.get(b":authority", b"").decode("ascii", "replace")
-        flow = Flow(authority, self.state.clock(), time.monotonic())
-        stream = self.session.add_stream(event.stream_id, flow)
-        self.state.streams_open += 1
+        authority = flow.authority
         if self.state.shutting_down:
             self._refuse(stream, deny(Reason.BROKER_SHUTTING_DOWN, status=503))
         elif self.device_denial is not None:
@@ -223,7 +233,7 @@ class TunnelConnection(asyncio.Protocol):
             self.loop.create_task(self._open(stream, authority))
         elif method == b"POST" and fields.get(b":path") == b"/v1/renew":
             flow.kind = "renewal"
-            self.session.bind(event.stream_id, _Collector(self, stream))
+            self.session.bind(stream.stream_id, _Collector(self, stream))
         else:
             self._refuse(stream, deny(Reason.REQUEST_INVALID, status=405,
                                       detail=f"method {method.decode('ascii', 'replace')} "

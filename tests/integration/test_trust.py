@@ -180,3 +180,25 @@ def test_broker_down_fails_closed_then_recovers(origins: LocalOrigins, tmp_path:
         agent.stop()
         broker.close()
         counter.sock.close()
+
+
+def test_independent_http2_client_renews_over_mutual_tls(broker: BrokerProcess, tmp_path: Path) -> None:
+    """curl (nghttp2) as the HTTP/2 client: ALPN h2, client certificate, a renewal request."""
+    device_dir = tmp_path / "device"
+    enrol(broker.api_url, broker.enrolment_code("test-city"), device_dir, ca_pin=broker.ca_pin)
+    key = new_key()
+    (tmp_path / "renew.csr").write_bytes(csr_pem(key, "curl-device"))
+    base = [require_curl(), "-sS", "--cacert", str(broker.config.ca_cert_path),
+            "--cert", str(device_dir / "device.crt"), "--key", str(device_dir / "device.key"),
+            f"https://127.0.0.1:{broker.info['tunnel_port']}/v1/renew"]
+    out = subprocess.run([*base, "--http2", "-X", "POST", "--data-binary",
+                          f"@{tmp_path / 'renew.csr'}", "-w", "\n%{http_version} %{http_code}"],
+                         capture_output=True, timeout=30)
+    body, _, status = out.stdout.rpartition(b"\n")
+    assert status == b"2 200", out.stdout + out.stderr
+    renewed = x509.load_pem_x509_certificate(body)
+    assert renewed.public_key().public_numbers() == key.public_key().public_numbers()
+    # TLS 1.2 is refused: the tunnel is TLS 1.3 only
+    old = subprocess.run([*base, "--http2", "--tls-max", "1.2", "-o", "/dev/null"],
+                         capture_output=True, timeout=30)
+    assert old.returncode != 0
