@@ -118,12 +118,13 @@ class TunnelSession:
         self._on_event = on_event
         self.streams: dict[int, Stream] = {}
         self.transport_paused = False
+        self.closed = False  # the tunnel transport is gone: nothing more may be written
 
     # -- the tunnel transport ------------------------------------------------------------
 
     def flush(self) -> None:
         chunks = self.conn.chunks_to_send()
-        if not chunks:
+        if not chunks or self.closed:
             return
         if len(chunks) > 1 and sum(map(len, chunks)) <= SMALL_WRITE_BYTES:
             # One TLS record instead of one per chunk (a DATA frame's 9-byte header would
@@ -256,6 +257,7 @@ class TunnelSession:
 
     def close_all(self) -> None:
         """The tunnel is gone: close every endpoint and report every stream closed."""
+        self.closed = True
         for stream in list(self.streams.values()):
             self._finish(stream, reset=not (stream.sent_eof and stream.received_eof))
 
@@ -273,7 +275,8 @@ class TunnelSession:
         stream.bytes_received += len(data)
         endpoint = stream.endpoint
         if endpoint is None:
-            stream.early.append(data)
+            if data:
+                stream.early.append(data)
             stream.unacked += size
             return
         if data:
@@ -363,7 +366,7 @@ class TunnelSession:
         stream.finished = True
         stream.reset = reset
         self.streams.pop(stream.stream_id, None)
-        if stream.unacked:
+        if stream.unacked and not self.closed:
             # Bytes held back for a congested or unbound endpoint still count against the
             # connection window: give them back, or the whole tunnel would stall.
             self._ack(stream)
