@@ -13,6 +13,7 @@ from enum import Enum
 class Reason(str, Enum):
     # allow reasons
     DESTINATION_ALLOWED = "destination-allowed"
+    DEVICE_ENROLLED = "device-enrolled"
     # destination (broker data path)
     AUTHORITY_INVALID = "authority-invalid"
     PORT_NOT_ALLOWED = "port-not-allowed"
@@ -52,6 +53,8 @@ class ReasonText:
 REASON_TEXT: dict[Reason, ReasonText] = {
     Reason.DESTINATION_ALLOWED: ReasonText(
         "宛先は許可されています。", "The destination is allowed."),
+    Reason.DEVICE_ENROLLED: ReasonText(
+        "端末を登録しました。", "The device was enrolled."),
     Reason.AUTHORITY_INVALID: ReasonText(
         "宛先のホスト名またはポートが正しくありません。",
         "The destination host name or port is not valid."),

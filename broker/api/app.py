@@ -1,22 +1,26 @@
 """The broker's control-plane HTTP API (FastAPI): enrolment, the CA, health, metrics.
 
 Served over TLS with the broker's server certificate. Refusals answer with the same reason
-vocabulary as the tunnel: `{"reason", "message_ja", "message_en", "detail"}`.
+vocabulary as the tunnel: `{"reason", "message_ja", "message_en", "detail"}`. Every enrolment
+attempt, accepted or refused, is an audit event, durable before the answer is sent.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from broker.runtime.device_authority import DeviceAuthority, Enrolment
+from ztcore.audit import AuditEvent
 from ztcore.decision import Decision
+from ztcore.reasons import Reason
 
 
 class EnrolRequest(BaseModel):
@@ -39,6 +43,7 @@ def refusal(decision: Decision) -> JSONResponse:
 
 
 def create_app(authority: DeviceAuthority, ca_pem: bytes, tunnel: Callable[[], TunnelEndpoint],
+               audit: Callable[[AuditEvent], Awaitable[None]],
                metrics: CollectorRegistry | None = None,
                clock: Callable[[], float] = time.time) -> FastAPI:
     app = FastAPI(title="Sekimori broker", version="0.1.0", docs_url=None, redoc_url=None)
@@ -52,10 +57,18 @@ def create_app(authority: DeviceAuthority, ca_pem: bytes, tunnel: Callable[[], T
         return Response(ca_pem, media_type="application/x-pem-file")
 
     @app.post("/v1/enrol")
-    def enrol(body: EnrolRequest) -> Response:
-        result = authority.enrol(body.code, body.csr_pem, body.hostname, clock())
+    async def enrol(body: EnrolRequest, request: Request) -> Response:
+        now = clock()
+        result = await run_in_threadpool(authority.enrol, body.code, body.csr_pem, body.hostname, now)
+        peer = request.client.host if request.client else None
         if not isinstance(result, Enrolment):
+            await audit(AuditEvent(time=now, kind="enrolment", address=peer, decision="deny",
+                                   reason=result.reason.value, message_ja=result.message_ja,
+                                   message_en=result.message_en, detail=result.detail or None))
             return refusal(result)
+        await audit(AuditEvent(time=now, kind="enrolment", tenant=result.device.tenant_id,
+                               device=result.device.id, address=peer, decision="allow",
+                               reason=Reason.DEVICE_ENROLLED.value, detail=f"hostname {result.device.name}"))
         endpoint = tunnel()
         return JSONResponse({
             "device_id": result.device.id, "tenant_id": result.device.tenant_id,

@@ -123,7 +123,7 @@ async def serve(config: BrokerConfig, *, stop: asyncio.Event | None = None,
                                              ssl_handshake_timeout=10)
     advertised = public_host(config.tunnel_listen.host, config.server_names[0])
     endpoint = TunnelEndpoint(advertised, tunnel_port, config.server_names[0])
-    app = create_app(authority, cert_pem(ca_cert), lambda: endpoint, metrics.registry)
+    app = create_app(authority, cert_pem(ca_cert), lambda: endpoint, audit.write, metrics.registry)
     api_sock = _bind(config.api_listen.host, config.api_listen.port)
     api_port = api_sock.getsockname()[1]
     api = _ApiServer(uvicorn.Config(app, log_level="warning", lifespan="off",

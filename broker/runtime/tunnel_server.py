@@ -37,7 +37,7 @@ from ztcore.authority import AuthorityError, parse_authority
 from ztcore.decision import Decision, allow, deny
 from ztcore.destinations import check_addresses, check_port
 from ztcore.errors import RemoteProtocolError
-from ztcore.reasons import Reason
+from ztcore.reasons import REASON_TEXT, Reason
 from ztcore.runtime.pipe import StreamPipe
 from ztcore.tunnel import BodyEndpoint, PeerDraining, Stream, TunnelSession
 
@@ -63,8 +63,17 @@ class BrokerState:
     clock: Callable[[], float] = time.time
 
     def registry_changed(self, snapshot: RegistrySnapshot) -> None:
-        self.registry = snapshot
+        previous, self.registry = self.registry, snapshot
         now = self.clock()
+        for device in snapshot.devices.values():
+            before = previous.devices.get(device.id)
+            # Newly revoked since the last snapshot (not at start-up: those are old news).
+            if device.revoked and previous.revision >= 0 and (before is None or not before.revoked):
+                text = REASON_TEXT[Reason.DEVICE_REVOKED]
+                self.audit.write(AuditEvent(
+                    time=now, kind="device-revoked", tenant=device.tenant_id, device=device.id,
+                    decision="deny", reason=Reason.DEVICE_REVOKED.value, message_ja=text.ja,
+                    message_en=text.en, detail=device.revoke_reason or None))
         for conn in list(self.connections):
             conn.recheck_device(now)
 

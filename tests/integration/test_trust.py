@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 import subprocess
@@ -72,6 +73,11 @@ def test_enrolment_code_works_once(broker: BrokerProcess, tmp_path: Path) -> Non
     assert (tmp_path / "first" / "device.key").stat().st_mode & 0o777 == 0o600
     with pytest.raises(EnrolmentError, match="enrolment-code-used"):
         enrol(broker.api_url, code, tmp_path / "second", ca_pin=broker.ca_pin)
+    events = [json.loads(line) for line in broker.config.audit_path.read_text().splitlines()]
+    enrolments = [e for e in events if e["kind"] == "enrolment"]
+    assert any(e["decision"] == "allow" and e["reason"] == "device-enrolled" for e in enrolments)
+    assert any(e["decision"] == "deny" and e["reason"] == "enrolment-code-used"
+               and e["message_ja"] for e in enrolments)
 
 
 def test_enrolment_code_expires(broker: BrokerProcess, tmp_path: Path) -> None:
@@ -126,6 +132,9 @@ def test_revoked_device_loses_streams_and_is_refused(
         assert out.stdout.startswith(b"HTTP/1.1 403")
         assert b"sekimori-reason: device-revoked" in out.stdout
         assert b"lost laptop" in out.stdout
+        events = [json.loads(line) for line in broker.config.audit_path.read_text().splitlines()]
+        assert any(e["kind"] == "device-revoked" and e["device"] == device_id
+                   and e.get("detail") == "lost laptop" for e in events)
     finally:
         agent.stop()
 
