@@ -43,7 +43,7 @@ def test_acknowledged_events_survive_sigkill(origins: LocalOrigins, tmp_path: Pa
         events = [json.loads(line) for line in broker.config.audit_path.read_text().splitlines()]
         seen = {e["destination"] for e in events if e["kind"] == "stream"}
         assert {f"{origins.host}:{origins.http_port}", "10.0.0.1:80"} <= seen
-        allowed = [e for e in events if e["decision"] == "allow"]
+        allowed = [e for e in events if e["kind"] == "stream" and e["decision"] == "allow"]
         assert len(allowed) == 20
         assert all(e["bytes_down"] > 0 for e in allowed)
     finally:
