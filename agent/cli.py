@@ -20,7 +20,7 @@ from agent.runtime.enrol import EnrolmentError, enrol
 from agent.runtime.proxy import STATUS_PATH
 from ztcore.errors import ConfigError
 from ztcore.runtime.loop import run as run_loop
-from ztcore.runtime.loop import setup_logging
+from ztcore.runtime.loop import LoopOption, setup_logging
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Sekimori agent: tunnels this device's traffic to the Sekimori broker.")
@@ -56,7 +56,8 @@ def enroll(broker: Annotated[str, typer.Option(help="Broker enrolment URL, https
 
 @app.command("run")
 def run_cmd(data_dir: DataDir = DEFAULT_DIR,
-            verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+            verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+            loop: LoopOption = "auto") -> None:
     """Run the local proxy and the tunnel (until Ctrl-C / SIGTERM)."""
     setup_logging(verbose)
     try:
@@ -66,7 +67,7 @@ def run_cmd(data_dir: DataDir = DEFAULT_DIR,
         raise typer.Exit(2) from None
     console.print(f"Sekimori agent: proxy http://{config.proxy_host}:{config.proxy_port} "
                   f"(PAC /proxy.pac) → broker {config.broker}")
-    run_loop(run_agent(config))
+    run_loop(run_agent(config), use_uvloop=loop != "asyncio")
 
 
 def fetch_status(host: str, port: int) -> dict[str, Any] | None:

@@ -19,7 +19,7 @@ from broker.runtime.store import Store, StoreError
 from ztcore.errors import ConfigError
 from ztcore.pins import spki_pin
 from ztcore.runtime.loop import run as run_loop
-from ztcore.runtime.loop import setup_logging
+from ztcore.runtime.loop import LoopOption, setup_logging
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Sekimori broker and admin CLI (関守: the keeper of the checkpoint).")
@@ -75,7 +75,8 @@ def init(data_dir: DataDir = DEFAULT_DIR,
 
 @app.command()
 def serve(data_dir: DataDir = DEFAULT_DIR,
-          verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+          verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+          loop: LoopOption = "auto") -> None:
     """Run the broker: the agent tunnel and the enrolment/admin API."""
     from broker.runtime.server import serve as serve_broker
     setup_logging(verbose)
@@ -84,7 +85,7 @@ def serve(data_dir: DataDir = DEFAULT_DIR,
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     console.print(f"Sekimori broker: tunnel {config.tunnel_listen}, API https://{config.api_listen}")
-    run_loop(serve_broker(config))
+    run_loop(serve_broker(config), use_uvloop=loop != "asyncio")
 
 
 @tenant_app.command("add")

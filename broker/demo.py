@@ -169,7 +169,7 @@ class BrokerProcess:
     def __init__(self, data_dir: Path, *, allowed_ports: list[int | str] | None = None,
                  allowed_networks: list[str] | None = None, database: str | None = None,
                  device_cert_validity_seconds: int = 7 * 86400, tunnel_port: int = 0,
-                 static_hosts: dict[str, list[str]] | None = None) -> None:
+                 static_hosts: dict[str, list[str]] | None = None, event_loop: str = "auto") -> None:
         self.data_dir = data_dir
         if not (data_dir / "sekimori.toml").exists():
             init_data_dir(data_dir, time.time(), server_names=["localhost", "127.0.0.1", "::1"],
@@ -187,6 +187,7 @@ class BrokerProcess:
         self.store.migrate()
         self.proc: subprocess.Popen[bytes] | None = None
         self.info: dict[str, Any] = {}
+        self.event_loop = event_loop
 
     @property
     def ca_pin(self) -> str:
@@ -208,7 +209,8 @@ class BrokerProcess:
             state.unlink()
         log = open(self.data_dir / "broker.log", "ab")
         self.proc = subprocess.Popen([sys.executable, "-P", "-m", "broker", "serve", "--data-dir",
-                                      str(self.data_dir), "-v"], stdout=log, stderr=log)
+                                      str(self.data_dir), "-v", "--loop", self.event_loop],
+                                     stdout=log, stderr=log)
         self.info = _wait_for(lambda: state.exists() and json.loads(state.read_text()), timeout,
                               "broker", self.proc)
         return self.info
@@ -229,8 +231,9 @@ class BrokerProcess:
 class AgentProcess:
     """An enrolled agent in its own process (`sekimori-agent run`)."""
 
-    def __init__(self, data_dir: Path, proxy_port: int | None = None) -> None:
+    def __init__(self, data_dir: Path, proxy_port: int | None = None, event_loop: str = "auto") -> None:
         self.data_dir = data_dir
+        self.event_loop = event_loop
         self.proxy_port = proxy_port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -260,7 +263,8 @@ class AgentProcess:
     def start(self, timeout: float = 20, wait_connected: bool = True) -> None:
         log = open(self.data_dir / "agent.log", "ab")
         self.proc = subprocess.Popen([sys.executable, "-P", "-m", "agent", "run", "--data-dir",
-                                      str(self.data_dir), "-v"], stdout=log, stderr=log)
+                                      str(self.data_dir), "-v", "--loop", self.event_loop],
+                                     stdout=log, stderr=log)
 
         def ready() -> bool:
             st = self.status()

@@ -82,6 +82,8 @@ class TunnelClientProtocol(asyncio.Protocol):
         self._ping_task = self.loop.create_task(self._keepalive())
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None:
+            self.client.status.last_error = f"tunnel lost: {exc!r}"
         if self._ping_task is not None:
             self._ping_task.cancel()
         if self.session is not None:

@@ -129,6 +129,8 @@ class TunnelConnection(asyncio.Protocol):
         self._arm_idle_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self in self.state.connections:
+            log.info("tunnel from %s closed%s", self.peer, f": {exc!r}" if exc else "")
         self.state.connections.discard(self)
         if self._idle_handle is not None:
             self._idle_handle.cancel()

@@ -5,9 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
+
+import typer
 
 T = TypeVar("T")
+
+# `--loop asyncio` runs on the stdlib loop: what a Windows agent has, and how tests cover it.
+LoopOption = Annotated[Literal["auto", "asyncio"],
+                       typer.Option("--loop", envvar="SEKIMORI_EVENT_LOOP",
+                                    help="auto: uvloop where installed; asyncio: the stdlib loop")]
 
 
 def run(main: Coroutine[Any, Any, T], *, use_uvloop: bool = True) -> T:

@@ -79,7 +79,12 @@ class StreamPipe(asyncio.BufferedProtocol):
     def write_eof(self) -> None:
         transport = self.transport
         if transport is not None and not transport.is_closing() and transport.can_write_eof():
-            transport.write_eof()
+            try:
+                transport.write_eof()
+            except OSError:
+                # asyncio's selector transport lets shutdown()'s error through (ENOTCONN when
+                # the peer is already gone); it must end this pipe, never the whole tunnel.
+                self.abort()
 
     def close(self) -> None:
         if self.transport is not None:
