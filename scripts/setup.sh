@@ -12,6 +12,17 @@ need_apt=()
 command -v curl >/dev/null || need_apt+=(curl)
 if [ "${SEKIMORI_TEST_PEERS:-0}" = 1 ]; then
   command -v openssl >/dev/null || need_apt+=(openssl)
+  # OpenLDAP slapd for the directory tests (tests/peers/slapd.py); Debian puts it in /usr/sbin
+  [ -x /usr/sbin/slapd ] || command -v slapd >/dev/null || need_apt+=(slapd)
+  command -v ldapsearch >/dev/null || need_apt+=(ldap-utils)
+fi
+# python-ldap (the broker's LDAP/AD client) has no wheels: pip builds it against these headers
+if [ "${SEKIMORI_TEST_PEERS:-0}" = 1 ] || ! .venv/bin/python -c 'import ldap' 2>/dev/null; then
+  [ -f /usr/include/ldap.h ] || need_apt+=(libldap2-dev)
+  [ -f /usr/include/sasl/sasl.h ] || need_apt+=(libsasl2-dev)
+  command -v gcc >/dev/null || need_apt+=(gcc)
+  "$PY" -c 'import sysconfig, os, sys; sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")) else 1)' \
+    || need_apt+=(python3-dev)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then

@@ -42,6 +42,39 @@ class Reason(str, Enum):
     CSR_INVALID = "csr-invalid"
     # anything that went wrong inside a decision: fail closed
     INTERNAL_ERROR = "internal-error"
+    # identity: TOTP (idp_bridge/totp.py)
+    TOTP_ACCEPTED = "totp-accepted"
+    TOTP_MALFORMED = "totp-malformed"
+    TOTP_INVALID = "totp-invalid"
+    TOTP_REPLAYED = "totp-replayed"
+    TOTP_RATE_LIMITED = "totp-rate-limited"
+    TOTP_LOCKED = "totp-locked"
+    # identity: session tokens (broker/sessions.py)
+    SESSION_VALID = "session-valid"
+    SESSION_INVALID = "session-invalid"
+    SESSION_EXPIRED = "session-expired"
+    SESSION_REVOKED = "session-revoked"
+    SESSION_DEVICE_MISMATCH = "session-device-mismatch"
+    MFA_REQUIRED = "mfa-required"
+    MFA_TOO_OLD = "mfa-too-old"
+    # identity: directory login, LDAP / AD (idp_bridge/directory.py)
+    DIRECTORY_LOGIN_OK = "directory-login-ok"
+    USERNAME_INVALID = "username-invalid"
+    PASSWORD_EMPTY = "password-empty"
+    CREDENTIALS_INVALID = "credentials-invalid"
+    USER_NOT_FOUND = "user-not-found"
+    USER_AMBIGUOUS = "user-ambiguous"
+    ACCOUNT_DISABLED = "account-disabled"
+    ACCOUNT_LOCKED = "account-locked"
+    ACCOUNT_EXPIRED = "account-expired"
+    PASSWORD_EXPIRED = "password-expired"
+    PASSWORD_MUST_CHANGE = "password-must-change"
+    LOGON_HOURS = "logon-hours"
+    WORKSTATION_NOT_ALLOWED = "workstation-not-allowed"
+    ACCOUNT_STATE_UNKNOWN = "account-state-unknown"
+    BIND_IDENTITY_MISMATCH = "bind-identity-mismatch"
+    GROUPS_INCOMPLETE = "groups-incomplete"
+    DIRECTORY_UNAVAILABLE = "directory-unavailable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +160,93 @@ REASON_TEXT: dict[Reason, ReasonText] = {
     Reason.INTERNAL_ERROR: ReasonText(
         "内部エラーのため通信を遮断しました（フェイルクローズ）。",
         "The connection was blocked because of an internal error (fail closed)."),
+    Reason.TOTP_ACCEPTED: ReasonText(
+        "確認コードを確認しました。", "The verification code was accepted."),
+    Reason.TOTP_MALFORMED: ReasonText(
+        "確認コードは半角数字6桁で入力してください。",
+        "Enter the verification code as exactly 6 digits."),
+    Reason.TOTP_INVALID: ReasonText(
+        "確認コードが正しくありません。認証アプリの最新のコードを入力してください。",
+        "The verification code is not correct. Enter the current code from your "
+        "authenticator app."),
+    Reason.TOTP_REPLAYED: ReasonText(
+        "この確認コードは既に使用されています。次のコードが表示されるまでお待ちください。",
+        "This verification code has already been used. Wait for the next code."),
+    Reason.TOTP_RATE_LIMITED: ReasonText(
+        "確認コードの誤りが続いたため、しばらく入力できません。数分後に再試行してください。",
+        "Too many wrong verification codes. Try again in a few minutes."),
+    Reason.TOTP_LOCKED: ReasonText(
+        "確認コードの誤りが多すぎるため、ロックされました。情報システム課に連絡してください。",
+        "Verification codes are locked after too many failures. Contact your IT department."),
+    Reason.SESSION_VALID: ReasonText(
+        "ログインセッションは有効です。", "The login session is valid."),
+    Reason.SESSION_INVALID: ReasonText(
+        "ログイン情報が正しくありません。もう一度ログインしてください。",
+        "The login session is not valid. Log in again."),
+    Reason.SESSION_EXPIRED: ReasonText(
+        "ログインの有効期限が切れました。もう一度ログインしてください。",
+        "Your login has expired. Log in again."),
+    Reason.SESSION_REVOKED: ReasonText(
+        "このログインセッションは取り消されました。もう一度ログインしてください。",
+        "This login session has been revoked. Log in again."),
+    Reason.SESSION_DEVICE_MISMATCH: ReasonText(
+        "このログインセッションは別の端末のものです。この端末でログインしてください。",
+        "This login session belongs to another device. Log in on this device."),
+    Reason.MFA_REQUIRED: ReasonText(
+        "このアプリには多要素認証が必要です。多要素認証でログインし直してください。",
+        "This app requires multi-factor authentication. Log in again with "
+        "multi-factor authentication."),
+    Reason.MFA_TOO_OLD: ReasonText(
+        "このアプリを使うには、もう一度認証してください（多要素認証の再確認）。",
+        "This app needs a recent multi-factor authentication. Authenticate again."),
+    Reason.DIRECTORY_LOGIN_OK: ReasonText(
+        "ディレクトリでのログインを確認しました。", "The directory login succeeded."),
+    Reason.USERNAME_INVALID: ReasonText(
+        "ユーザー名が正しくありません。", "The user name is not valid."),
+    Reason.PASSWORD_EMPTY: ReasonText(
+        "パスワードを入力してください。", "Enter your password."),
+    Reason.CREDENTIALS_INVALID: ReasonText(
+        "ユーザー名またはパスワードが正しくありません。",
+        "The user name or password is not correct."),
+    Reason.USER_NOT_FOUND: ReasonText(
+        "ユーザー名またはパスワードが正しくありません。",
+        "The user name or password is not correct."),
+    Reason.USER_AMBIGUOUS: ReasonText(
+        "このユーザー名に該当するアカウントが複数あります。情報システム課に連絡してください。",
+        "More than one account matches this user name. Contact your IT department."),
+    Reason.ACCOUNT_DISABLED: ReasonText(
+        "このアカウントは無効になっています。情報システム課に連絡してください。",
+        "This account is disabled. Contact your IT department."),
+    Reason.ACCOUNT_LOCKED: ReasonText(
+        "このアカウントはロックされています。しばらく待つか、情報システム課に連絡してください。",
+        "This account is locked. Wait a while or contact your IT department."),
+    Reason.ACCOUNT_EXPIRED: ReasonText(
+        "このアカウントは有効期限が切れています。情報システム課に連絡してください。",
+        "This account has expired. Contact your IT department."),
+    Reason.PASSWORD_EXPIRED: ReasonText(
+        "パスワードの有効期限が切れています。庁内の端末でパスワードを変更してください。",
+        "Your password has expired. Change it on an office computer."),
+    Reason.PASSWORD_MUST_CHANGE: ReasonText(
+        "パスワードの変更が必要です。庁内の端末でパスワードを変更してください。",
+        "You must change your password. Change it on an office computer."),
+    Reason.LOGON_HOURS: ReasonText(
+        "この時間帯はログインが許可されていません。",
+        "Logging in is not allowed at this time of day."),
+    Reason.WORKSTATION_NOT_ALLOWED: ReasonText(
+        "このアカウントはこの端末からのログインが許可されていません。",
+        "This account may not log in from this computer."),
+    Reason.ACCOUNT_STATE_UNKNOWN: ReasonText(
+        "アカウントの状態を確認できないため、ログインを拒否しました（フェイルクローズ）。",
+        "The account's state could not be checked, so the login was refused (fail closed)."),
+    Reason.BIND_IDENTITY_MISMATCH: ReasonText(
+        "ディレクトリでの本人確認に失敗しました（フェイルクローズ）。",
+        "The directory did not confirm who logged in (fail closed)."),
+    Reason.GROUPS_INCOMPLETE: ReasonText(
+        "所属グループを確認しきれないため、ログインを拒否しました（フェイルクローズ）。",
+        "Group membership could not be fully resolved, so the login was refused (fail closed)."),
+    Reason.DIRECTORY_UNAVAILABLE: ReasonText(
+        "認証サーバー（ディレクトリ）に接続できないため、ログインできません（フェイルクローズ）。",
+        "The directory server cannot be reached, so you cannot log in (fail closed)."),
 }
 
 

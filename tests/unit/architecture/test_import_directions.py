@@ -22,7 +22,8 @@ ALLOWED = {
     "broker": {"broker", "swg", "casb", "idp_bridge", "ztcore"},
 }
 BROKER_ONLY_LIBRARIES = {"fastapi", "starlette", "uvicorn", "sqlalchemy", "alembic", "ldap",
-                         "authlib", "pydantic", "prometheus_client", "psycopg"}
+                         "authlib", "pydantic", "prometheus_client", "psycopg", "jwt", "pyotp",
+                         "qrcode"}
 
 
 def imported_roots(path: Path) -> set[str]:

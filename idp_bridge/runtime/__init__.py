@@ -1,0 +1,1 @@
+"""I/O shells of idp_bridge: the directory client (python-ldap)."""
