@@ -19,8 +19,8 @@ from agent.runtime.app import load_config, run_agent
 from agent.runtime.enrol import EnrolmentError, enrol
 from agent.runtime.proxy import STATUS_PATH
 from ztcore.errors import ConfigError
-from ztcore.runtime.loop import run as run_loop
 from ztcore.runtime.loop import LoopOption, setup_logging
+from ztcore.runtime.loop import run as run_loop
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Sekimori agent: tunnels this device's traffic to the Sekimori broker.")

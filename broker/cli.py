@@ -18,8 +18,8 @@ from broker.runtime.datadir import init_data_dir, load_ca, load_config
 from broker.runtime.store import Store, StoreError
 from ztcore.errors import ConfigError
 from ztcore.pins import spki_pin
-from ztcore.runtime.loop import run as run_loop
 from ztcore.runtime.loop import LoopOption, setup_logging
+from ztcore.runtime.loop import run as run_loop
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Sekimori broker and admin CLI (関守: the keeper of the checkpoint).")

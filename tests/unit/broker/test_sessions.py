@@ -28,8 +28,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from broker import sessions
-from broker.sessions import (KeyRing, SessionAuthority, SessionConfig, SessionDecision,
-                             SessionError, thumbprint_of)
+from broker.sessions import (
+    KeyRing,
+    SessionAuthority,
+    SessionConfig,
+    SessionDecision,
+    SessionError,
+    thumbprint_of,
+)
 from ztcore.decision import Action
 from ztcore.errors import ConfigError
 from ztcore.principal import Principal
