@@ -212,6 +212,7 @@ class TunnelClient:
         self.protocol: TunnelClientProtocol | None = None
         self._connected = asyncio.Event()
         self._stopping = False
+        self.certificate_not_after = float("inf")
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -236,6 +237,7 @@ class TunnelClient:
         while not self._stopping:
             self.status.state = "connecting"
             started = time.monotonic()
+            self.certificate_not_after = _certificate_not_after(self.config)
             try:
                 ctx = tunnel_ssl_context(self.config)
                 _, protocol = await asyncio.wait_for(loop.create_connection(
@@ -288,6 +290,11 @@ class TunnelClient:
     async def open_stream(self, authority: str,
                           context: object = None) -> tuple[Decision, TunnelSession | None, int]:
         """Ask the broker for a stream to `authority`; returns its decision and the stream."""
+        if time.time() >= self.certificate_not_after:
+            # The broker would refuse the handshake (in TLS 1.3 only after it seemed to work):
+            # say what is wrong and what to do, at once.
+            return deny(Reason.DEVICE_CERTIFICATE_EXPIRED, status=503,
+                        detail="run `sekimori-agent enroll` with a new code"), None, 0
         protocol = await self._usable_protocol()
         if protocol is None or protocol.session is None:
             why = self.status.last_error or "no tunnel to the broker"
@@ -342,6 +349,15 @@ class TunnelClient:
         protocol.draining = True
         if protocol.session is not None and not protocol.session.streams and protocol.transport:
             protocol.transport.close()
+
+
+def _certificate_not_after(config: AgentConfig) -> float:
+    """When the device certificate expires (inf if it cannot be read: the handshake will say)."""
+    try:
+        cert = x509.load_pem_x509_certificate(config.cert_path.read_bytes())
+    except (OSError, ValueError):
+        return float("inf")
+    return cert.not_valid_after_utc.timestamp()
 
 
 def write_private(path: os.PathLike[str] | str, data: bytes) -> None:

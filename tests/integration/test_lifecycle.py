@@ -72,3 +72,26 @@ def test_broker_shutdown_lets_open_streams_finish(origins: LocalOrigins, tmp_pat
     finally:
         agent.stop()
         broker.close()
+
+
+def test_expired_device_certificate_is_named(origins: LocalOrigins, tmp_path: Path) -> None:
+    """A laptop that stayed offline past its certificate's validity is told to enrol again."""
+    broker = make_broker(tmp_path / "broker", origins, device_cert_validity_seconds=2)
+    agent = AgentProcess(tmp_path / "agent")
+    try:
+        agent.enrol(broker, broker.enrolment_code("test-city"))
+        cfg = agent.data_dir / "agent.json"
+        raw = json.loads(cfg.read_text())
+        raw["keepalive_seconds"] = 3600  # no renewal: the laptop was away
+        cfg.write_text(json.dumps(raw))
+        time.sleep(2.5)
+        agent.start(wait_connected=False)
+        time.sleep(1.0)
+        out = subprocess.run([require_curl(), "-sS", "-i", "-x", agent.proxy,
+                              f"http://{origins.host}:{origins.http_port}/"],
+                             capture_output=True, timeout=30).stdout
+        assert out.startswith(b"HTTP/1.1 503")
+        assert b"sekimori-reason: device-certificate-expired" in out
+    finally:
+        agent.stop()
+        broker.close()
