@@ -12,7 +12,6 @@ import os
 import pwd
 import select
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from broker.demo import free_port, stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -85,23 +86,6 @@ def wait_port(host: str, port: int, timeout_seconds: float, what: str,
     raise TimeoutError(f"{what}: port {port} not listening after {timeout_seconds} s")
 
 
-def stop_pid(proc: subprocess.Popen[Any] | None, timeout_seconds: float = 10) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout_seconds)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout_seconds)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 # -- the origins process -----------------------------------------------------------------------
 
 class OriginsProcess:
@@ -131,7 +115,7 @@ class OriginsProcess:
         try:
             self.proc.wait(5)
         except subprocess.TimeoutExpired:
-            stop_pid(self.proc)
+            stop_process(self.proc, 10)
         self.log.close()
 
 
@@ -187,7 +171,7 @@ class SquidProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        stop_pid(self.proc)
+        stop_process(self.proc, 10)
         self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -219,5 +203,5 @@ class MitmdumpProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        stop_pid(self.proc)
+        stop_process(self.proc, 10)
         self.log.close()
