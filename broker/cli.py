@@ -150,10 +150,11 @@ def code_list(tenant: Annotated[Optional[str], typer.Option()] = None,
 @device_app.command("list")
 def device_list(tenant: Annotated[Optional[str], typer.Option()] = None,
                 data_dir: DataDir = DEFAULT_DIR) -> None:
-    table = Table("device", "tenant", "name", "status", "certificate until", "reason")
+    table = Table("device", "tenant", "name", "status", "last seen", "certificate until", "reason")
     for d in _store(data_dir).list_devices(tenant):
         colour = "green" if d.status == "active" else "red"
-        table.add_row(d.id, d.tenant_id, d.name, f"[{colour}]{d.status}[/{colour}]",
+        seen = time.strftime("%Y-%m-%d %H:%M", time.localtime(d.last_seen_at)) if d.last_seen_at else "-"
+        table.add_row(d.id, d.tenant_id, d.name, f"[{colour}]{d.status}[/{colour}]", seen,
                       time.strftime("%Y-%m-%d %H:%M", time.localtime(d.cert_not_after)),
                       d.revoke_reason)
     console.print(table)

@@ -111,7 +111,7 @@ async def serve(config: BrokerConfig, *, stop: asyncio.Event | None = None,
     authority = DeviceAuthority(store, ca_cert, ca_key, config.device_cert_validity_seconds)
     audit = AuditSink(config.audit_path)
     state = BrokerState(config, audit, renew=lambda ident, csr: authority.renew(ident, csr, time.time()),
-                        lookup_device=store.get_device)
+                        lookup_device=store.get_device, touch_device=store.touch_device)
     revision = await asyncio.to_thread(store.devices_revision)
     state.registry = RegistrySnapshot.build(revision, await asyncio.to_thread(store.list_devices))
     metrics = Metrics(state)

@@ -45,6 +45,7 @@ log = logging.getLogger("sekimori.tunnel")
 IpAddress = IPv4Address | IPv6Address
 TUNNEL_WRITE_HIGH_WATER_BYTES = 8 * 1024 * 1024
 MAX_RENEW_BODY_BYTES = 16 * 1024
+TOUCH_INTERVAL_SECONDS = 60.0
 
 Renewer = Callable[[DeviceIdentity, bytes], bytes]
 
@@ -56,11 +57,27 @@ class BrokerState:
     audit: AuditSink
     renew: Renewer
     lookup_device: Callable[[str], Device | None]
+    touch_device: Callable[[str, float], None] = lambda device_id, now: None
+    last_touched: dict[str, float] = field(default_factory=dict)
     registry: RegistrySnapshot = field(default_factory=RegistrySnapshot)
     connections: set[TunnelConnection] = field(default_factory=set)
     shutting_down: bool = False
     streams_open: int = 0
     clock: Callable[[], float] = time.time
+
+    def device_seen(self, device_id: str) -> None:
+        """Record when a device last connected (at most once a minute per device, off the loop)."""
+        now = self.clock()
+        if now - self.last_touched.get(device_id, 0.0) < TOUCH_INTERVAL_SECONDS:
+            return
+        self.last_touched[device_id] = now
+        asyncio.get_event_loop().run_in_executor(None, self._touch, device_id, now)
+
+    def _touch(self, device_id: str, now: float) -> None:
+        try:
+            self.touch_device(device_id, now)
+        except Exception:  # last-seen is informational: never let it hurt the tunnel
+            log.exception("could not record last-seen time of %s", device_id)
 
     def registry_changed(self, snapshot: RegistrySnapshot) -> None:
         previous, self.registry = self.registry, snapshot
@@ -117,6 +134,8 @@ class TunnelConnection(asyncio.Protocol):
             return
         self.identity = device_identity(x509.load_der_x509_certificate(der))
         self.device_denial = self.state.registry.check(self.identity, self.state.clock())
+        if self.device_denial is None and self.identity is not None:
+            self.state.device_seen(self.identity.device_id)
         if self.device_denial is not None and self.device_denial.reason is Reason.DEVICE_UNKNOWN \
                 and self.identity is not None:
             # Enrolled moments ago (perhaps on another broker): ask the store before refusing.

@@ -111,6 +111,16 @@ def test_pac_and_status(agent: AgentProcess) -> None:
     assert "connected" in status.stdout
 
 
+def test_device_list_shows_last_seen(agent: AgentProcess, broker: BrokerProcess) -> None:
+    device = (agent.status() or {})["device"]
+    assert broker.store.get_device(device).last_seen_at is not None  # type: ignore[union-attr]
+    out = subprocess.run([str(Path(sys.executable).parent / "sekimori"), "device", "list",
+                          "--data-dir", str(broker.data_dir)], capture_output=True, text=True,
+                         timeout=30, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    assert device[:8] in out.stdout and "active" in out.stdout
+
+
 def test_audit_event_per_stream(agent: AgentProcess, broker: BrokerProcess, origins: LocalOrigins) -> None:
     url = f"http://{origins.host}:{origins.http_port}/audit-probe"
     assert curl(agent, url).returncode == 0
