@@ -14,15 +14,19 @@ from broker.demo import AgentProcess, LocalOrigins, free_port
 from tests.integration.conftest import make_broker, require_curl
 
 
+def set_agent_option(agent: AgentProcess, key: str, value: object) -> None:
+    cfg = agent.data_dir / "agent.json"
+    raw = json.loads(cfg.read_text())
+    raw[key] = value
+    cfg.write_text(json.dumps(raw))
+
+
 def test_device_certificate_renewed_over_the_tunnel(origins: LocalOrigins, tmp_path: Path) -> None:
     broker = make_broker(tmp_path / "broker", origins, device_cert_validity_seconds=9)
     agent = AgentProcess(tmp_path / "agent")
     try:
         agent.enrol(broker, broker.enrolment_code("test-city"))
-        cfg = agent.data_dir / "agent.json"
-        raw = json.loads(cfg.read_text())
-        raw["keepalive_seconds"] = 0.5
-        cfg.write_text(json.dumps(raw))
+        set_agent_option(agent, "keepalive_seconds", 0.5)
         first = x509.load_pem_x509_certificate((agent.data_dir / "device.crt").read_bytes())
         agent.start()
         deadline = time.monotonic() + 20
@@ -80,10 +84,7 @@ def test_expired_device_certificate_is_named(origins: LocalOrigins, tmp_path: Pa
     agent = AgentProcess(tmp_path / "agent")
     try:
         agent.enrol(broker, broker.enrolment_code("test-city"))
-        cfg = agent.data_dir / "agent.json"
-        raw = json.loads(cfg.read_text())
-        raw["keepalive_seconds"] = 3600  # no renewal: the laptop was away
-        cfg.write_text(json.dumps(raw))
+        set_agent_option(agent, "keepalive_seconds", 3600)  # no renewal: the laptop was away
         time.sleep(2.5)
         agent.start(wait_connected=False)
         time.sleep(1.0)
