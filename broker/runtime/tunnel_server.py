@@ -219,6 +219,8 @@ class TunnelConnection(asyncio.Protocol):
         if device is not None:
             snapshot = RegistrySnapshot.build(-1, [device])
             self.device_denial = snapshot.check(identity, self.state.clock())
+            if self.device_denial is None:
+                self.state.device_seen(identity.device_id)
 
     def recheck_device(self, now: float) -> None:
         """The registry changed: a revoked device loses its open streams at once."""

@@ -6,6 +6,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -113,7 +114,10 @@ def test_pac_and_status(agent: AgentProcess) -> None:
 
 def test_device_list_shows_last_seen(agent: AgentProcess, broker: BrokerProcess) -> None:
     device = (agent.status() or {})["device"]
-    assert broker.store.get_device(device).last_seen_at is not None  # type: ignore[union-attr]
+    deadline = time.monotonic() + 5  # recorded off the loop, in a worker thread
+    while broker.store.get_device(device).last_seen_at is None:  # type: ignore[union-attr]
+        assert time.monotonic() < deadline, "last-seen time never recorded"
+        time.sleep(0.05)
     out = subprocess.run([str(Path(sys.executable).parent / "sekimori"), "device", "list",
                           "--data-dir", str(broker.data_dir)], capture_output=True, text=True,
                          timeout=30, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
