@@ -386,7 +386,7 @@ def run_demo(*, once: bool, data_dir: Path | None, console: Console) -> int:
         print(f"  curl -x {agent.proxy} http://{origins.host}:{origins.http_port}/")
         print(f"  curl -x {agent.proxy} --cacert {origins.ca_path} https://{origins.host}:{origins.https_port}/")
         print(f"  curl -i -x {agent.proxy} http://169.254.169.254/")
-        print(f"  SEKIMORI_AGENT_DIR={agent.data_dir} sekimori-agent status")
+        print(f"  SEKIMORI_AGENT_DIR={agent.data_dir} {Path(sys.executable).parent / 'sekimori-agent'} status")
         try:
             while True:
                 time.sleep(3600)
