@@ -353,6 +353,20 @@ def print_checks(console: Console, checks: list[Check], agent: AgentProcess) -> 
         console.print(f"  [bold]{reason}[/bold]: {text.ja} / {text.en}")
 
 
+def print_audit(console: Console, path: Path) -> None:
+    """What the SOC sees: the broker's audit events of this demo, one row per event."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    table = Table(title=f"audit log (what the SOC receives): {path}")
+    for col in ("time", "kind", "destination", "decision", "reason", "bytes ↑/↓"):
+        table.add_column(col)
+    for line in lines[-12:]:
+        event = json.loads(line)
+        table.add_row(event["time_iso"][11:23], event["kind"], event.get("destination", "-"),
+                      event.get("decision", "-"), event.get("reason", "-"),
+                      f"{event.get('bytes_up', 0)}/{event.get('bytes_down', 0)}")
+    console.print(table)
+
+
 def run_demo(*, once: bool, data_dir: Path | None, console: Console) -> int:
     root = data_dir or Path(tempfile.mkdtemp(prefix="sekimori-demo-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -375,9 +389,8 @@ def run_demo(*, once: bool, data_dir: Path | None, console: Console) -> int:
         checks = run_checks(agent, origins)
         print_checks(console, checks, agent)
         passed = all(c.ok for c in checks)
-        events = (broker.config.audit_path.read_text().splitlines()
-                  if broker.config.audit_path.exists() else [])
-        console.print(f"  audit log: {broker.config.audit_path} ({len(events)} events)")
+        time.sleep(0.1)  # the last stream's event is acknowledged a few ms after it closes
+        print_audit(console, broker.config.audit_path)
         if once:
             console.print("[green]all demo checks passed[/green]" if passed
                           else "[red]some demo checks failed[/red]")
