@@ -6,27 +6,21 @@ holds data and validation only: no database, no clock. All times are float epoch
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from enum import Enum
 from typing import Final
 
 from ztcore.reasons import Reason
+from ztcore.tenants import TENANT_ID_RULE, is_tenant_id
 
 DEVICE_ACTIVE: Final = "active"
 DEVICE_REVOKED: Final = "revoked"
 DEVICE_STATUSES: Final = frozenset({DEVICE_ACTIVE, DEVICE_REVOKED})
 
-_TENANT_ID: Final = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")
-
-
 def validate_tenant_id(text: str) -> str:
     """Return `text` if it is a tenant id (a lowercase slug, 2 to 63 characters)."""
-    # fullmatch, not match + "$": "$" would also accept a trailing newline.
-    if _TENANT_ID.fullmatch(text) is None:
-        raise ValueError(
-            f"invalid tenant id {text!r}: use 2 to 63 characters of a-z, 0-9 and '-', "
-            "starting with a letter or digit")
+    if not is_tenant_id(text):
+        raise ValueError(f"invalid tenant id {text!r}: use {TENANT_ID_RULE}")
     return text
 
 

@@ -52,6 +52,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from ztcore.decision import Decision, allow, deny
 from ztcore.errors import ZTError
 from ztcore.reasons import Reason
+from ztcore.tenants import is_tenant_id
 
 ISSUER: Final = "Sekimori"
 STEP_SECONDS: Final = 30
@@ -68,7 +69,6 @@ _SEAL_VERSION: Final = b"\x01"
 _SEAL_CONTEXT: Final = b"sekimori/totp-secret/v1"
 _CODE: Final = re.compile(r"[0-9]{6}")
 _BASE32: Final = re.compile(r"[A-Z2-7]+")
-_TENANT_ID: Final = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")
 _MAX_USERNAME_LENGTH: Final = 256
 _LAST_TIMESTAMP: Final = 253402300800  # pyotp refuses times from year 10000 on
 
@@ -92,7 +92,7 @@ def new_secret() -> str:
 
 
 def _check_account(tenant: str, username: str) -> None:
-    if not isinstance(tenant, str) or _TENANT_ID.fullmatch(tenant) is None:
+    if not is_tenant_id(tenant):
         raise ValueError(f"tenant: {tenant!r} is not a tenant id")
     if (not isinstance(username, str) or not username.strip()
             or len(username) > _MAX_USERNAME_LENGTH or not username.isprintable()):

@@ -15,15 +15,13 @@ and recorded here as `mfa`; this module does not second-guess it from `auth_meth
 from __future__ import annotations
 
 import math
-import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Final
 
 from ztcore.errors import ZTError
+from ztcore.tenants import TENANT_ID_RULE, is_tenant_id
 
-# Same shape as the broker's tenant ids (broker/devices.py): ztcore cannot import the broker.
-_TENANT_ID: Final = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")
 MAX_NAME_LENGTH: Final = 256       # subject, username, display name, idp
 MAX_EMAIL_LENGTH: Final = 254      # RFC 5321 forward-path limit, less the angle brackets
 MAX_GROUP_LENGTH: Final = 1024     # AD distinguished names of nested OUs get long
@@ -94,9 +92,8 @@ class Principal:
     idp: str
 
     def __post_init__(self) -> None:
-        if not isinstance(self.tenant, str) or _TENANT_ID.fullmatch(self.tenant) is None:
-            raise PrincipalError(f"tenant: {self.tenant!r} is not a tenant id (2 to 63 characters"
-                                 " of a-z, 0-9 and '-', starting with a letter or digit)")
+        if not is_tenant_id(self.tenant):
+            raise PrincipalError(f"tenant: {self.tenant!r} is not a tenant id ({TENANT_ID_RULE})")
         _check_text("subject", self.subject, MAX_NAME_LENGTH)
         _check_text("username", self.username, MAX_NAME_LENGTH)
         _check_text("display_name", self.display_name, MAX_NAME_LENGTH, allow_empty=True)
