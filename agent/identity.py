@@ -1,6 +1,7 @@
 """The device's key pair and certificate requests (pure: no file access here).
 
-The private key is made on the device and never leaves it; only the CSR is sent.
+The private key is made on the device (`ztcore.keys.new_key`) and never leaves it; only the
+CSR is sent.
 """
 
 from __future__ import annotations
@@ -10,14 +11,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-
-def new_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+from ztcore.keys import key_pem as key_pem
+from ztcore.keys import new_key as new_key
 
 
 def csr_pem(key: ec.EllipticCurvePrivateKey, hostname: str) -> bytes:

@@ -17,7 +17,7 @@ from broker.enrolment import DEFAULT_CODE_TTL_SECONDS, format_code, hash_code, p
 from broker.runtime.datadir import init_data_dir, load_ca, load_config
 from broker.runtime.store import Store, StoreError
 from ztcore.errors import ConfigError
-from ztcore.pins import spki_pin
+from ztcore.keys import spki_pin
 from ztcore.runtime.loop import LoopOption, setup_logging
 from ztcore.runtime.loop import run as run_loop
 

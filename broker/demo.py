@@ -39,7 +39,7 @@ from broker.pki import cert_pem, key_pem, make_ca, make_server_cert, new_key
 from broker.runtime.datadir import init_data_dir, load_ca
 from broker.runtime.store import Store
 from ztcore.headers import AGENT_STATUS_PATH
-from ztcore.pins import spki_pin
+from ztcore.keys import spki_pin
 
 DEMO_TENANT = "demo-city"
 DEMO_TENANT_NAME = "デモ市"

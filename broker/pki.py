@@ -20,10 +20,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ztcore.errors import ZTError
+from ztcore.keys import PrivateKey as PrivateKey
+from ztcore.keys import key_pem as key_pem
+from ztcore.keys import new_key as new_key
 
 DEVICE_URI_PREFIX = "urn:sekimori:device:"
 MAX_CSR_BYTES = 16 * 1024
-PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
 
 
 class CsrError(ZTError):
@@ -38,16 +40,6 @@ class DeviceIdentity:
 
 def _time(now: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(now, tz=dt.timezone.utc)
-
-
-def new_key() -> ec.EllipticCurvePrivateKey:
-    """A fresh P-256 key (the OS CSPRNG is the one input we do not pass in)."""
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def key_pem(key: PrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
 
 
 def cert_pem(cert: x509.Certificate) -> bytes:

@@ -29,6 +29,8 @@ MAX_FRAME_BYTES = 1024 * 1024
 MAX_CONCURRENT_STREAMS = 256
 MAX_HEADER_LIST_BYTES = 16 * 1024
 H2_DEFAULT_WINDOW_BYTES = 65_535
+# The tunnel transport buffers this much before the session stops its endpoints reading.
+TUNNEL_WRITE_HIGH_WATER_BYTES = 8 * 1024 * 1024
 
 
 def _data_frame_body_repr(self: DataFrame) -> str:

@@ -83,7 +83,6 @@ class Stream:
     context: Any = None
     endpoint: Endpoint | None = None
     outbound: deque[memoryview] = field(default_factory=deque)  # views of immutable bytes
-    outbound_bytes: int = 0
     eof_pending: bool = False
     sent_eof: bool = False
     received_eof: bool = False
@@ -219,7 +218,6 @@ class TunnelSession:
                 self._finish(stream, reset=True)
                 return
         stream.outbound.append(memoryview(data))
-        stream.outbound_bytes += len(data)
         self._pump(stream)
 
     def end(self, stream_id: int) -> None:
@@ -332,7 +330,6 @@ class TunnelSession:
                     chunk = head[:room]
                     stream.outbound[0] = head[room:]
                 conn.send_data(stream_id, chunk)
-                stream.outbound_bytes -= len(chunk)
                 stream.bytes_sent += len(chunk)
             if stream.eof_pending and not stream.outbound and not stream.sent_eof:
                 conn.end_stream(stream_id)

@@ -22,9 +22,9 @@ from cryptography import x509
 
 from agent.config import CONFIG_FILE, AgentConfig
 from agent.identity import csr_pem, key_pem, new_key
-from agent.runtime.tunnel_client import write_private
 from ztcore.errors import ZTError
-from ztcore.pins import spki_pin
+from ztcore.keys import spki_pin
+from ztcore.runtime.files import write_private
 
 TIMEOUT_SECONDS = 15
 

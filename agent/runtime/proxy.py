@@ -69,10 +69,10 @@ class ProxyConnection(StreamPipe):
         self.transport.pause_reading()
         head, rest = bytes(self.head[:end + 4]), bytes(self.head[end + 4:])
         self.head = bytearray()
-        self._h11 = h11.Connection(h11.SERVER)
-        self._h11.receive_data(head)
+        parser = h11.Connection(h11.SERVER)
+        parser.receive_data(head)
         try:
-            request = self._h11.next_event()
+            request = parser.next_event()
         except h11.RemoteProtocolError as exc:
             self._reply_local(400, f"malformed request: {exc}\n".encode())
             return

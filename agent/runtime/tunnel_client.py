@@ -28,6 +28,7 @@ from ztcore import h2tuning, headers
 from ztcore.decision import Decision, deny
 from ztcore.errors import RemoteProtocolError
 from ztcore.reasons import Reason
+from ztcore.runtime.files import write_private
 from ztcore.tunnel import BodyEndpoint, PeerDraining, Stream, TunnelSession
 
 log = logging.getLogger("sekimori.agent.tunnel")
@@ -35,7 +36,6 @@ PING_TIMEOUT_SECONDS = 10.0
 OPEN_TIMEOUT_SECONDS = 30.0
 CONNECT_TIMEOUT_SECONDS = 5.0
 WAIT_FOR_TUNNEL_SECONDS = 2.0
-TUNNEL_WRITE_HIGH_WATER_BYTES = 8 * 1024 * 1024
 MAX_RESPONSE_BYTES = 64 * 1024
 
 
@@ -74,7 +74,7 @@ class TunnelClientProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport subclasses
-        transport.set_write_buffer_limits(high=TUNNEL_WRITE_HIGH_WATER_BYTES)
+        transport.set_write_buffer_limits(high=h2tuning.TUNNEL_WRITE_HIGH_WATER_BYTES)
         conn = h2tuning.new_connection(client_side=True)
         self.session = TunnelSession(conn, transport.writelines, self._stream_closed, self._event)
         h2tuning.start(conn)
@@ -358,14 +358,3 @@ def _certificate_not_after(config: AgentConfig) -> float:
     except (OSError, ValueError):
         return float("inf")
     return cert.not_valid_after_utc.timestamp()
-
-
-def write_private(path: os.PathLike[str] | str, data: bytes) -> None:
-    """Write a file only its owner can read (the device key never gets wider permissions)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)

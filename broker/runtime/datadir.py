@@ -17,19 +17,11 @@ from cryptography.hazmat.primitives import serialization
 from broker.config import BrokerConfig, parse_config, render_config
 from broker.pki import PrivateKey, cert_pem, key_pem, make_ca, make_server_cert, new_key
 from ztcore.errors import ConfigError
+from ztcore.runtime.files import write_private
 
 CONFIG_FILE = "sekimori.toml"
 CA_VALIDITY_SECONDS = 10 * 365 * 24 * 3600
 SERVER_VALIDITY_SECONDS = 365 * 24 * 3600
-
-
-def write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, data)
-    finally:
-        os.close(fd)
 
 
 def init_data_dir(data_dir: Path, now: float, *, server_names: list[str],

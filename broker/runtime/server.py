@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import uvicorn
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Gauge
 
 from broker.api.app import TunnelEndpoint, create_app
 from broker.config import BrokerConfig
@@ -73,14 +73,14 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 class Metrics:
-    def __init__(self, state: BrokerState) -> None:
+    def __init__(self, state: BrokerState, audit: AuditSink) -> None:
         self.registry = CollectorRegistry()
         Gauge("sekimori_tunnel_connections", "Agent tunnels connected", registry=self.registry
               ).set_function(lambda: len(state.connections))
         Gauge("sekimori_streams_open", "Streams open or closing", registry=self.registry
               ).set_function(lambda: state.streams_open)
-        self.audit_events = Counter("sekimori_audit_events", "Audit events written",
-                                    registry=self.registry)
+        Gauge("sekimori_audit_events_written", "Audit events on disk since the broker started",
+              registry=self.registry).set_function(lambda: audit.written)
 
 
 async def _poll_registry(store: Store, state: BrokerState, stop: asyncio.Event) -> None:
@@ -114,7 +114,7 @@ async def serve(config: BrokerConfig, *, stop: asyncio.Event | None = None,
                         lookup_device=store.get_device, touch_device=store.touch_device)
     revision = await asyncio.to_thread(store.devices_revision)
     state.registry = RegistrySnapshot.build(revision, await asyncio.to_thread(store.list_devices))
-    metrics = Metrics(state)
+    metrics = Metrics(state, audit)
 
     tunnel_sock = _bind(config.tunnel_listen.host, config.tunnel_listen.port)
     tunnel_port = tunnel_sock.getsockname()[1]

@@ -43,7 +43,6 @@ from ztcore.tunnel import BodyEndpoint, PeerDraining, Stream, TunnelSession
 
 log = logging.getLogger("sekimori.tunnel")
 IpAddress = IPv4Address | IPv6Address
-TUNNEL_WRITE_HIGH_WATER_BYTES = 8 * 1024 * 1024
 MAX_RENEW_BODY_BYTES = 16 * 1024
 TOUCH_INTERVAL_SECONDS = 60.0
 
@@ -103,7 +102,6 @@ class Flow:
     started_monotonic: float
     decision: Decision | None = None
     address: str | None = None
-    upstream: StreamPipe | None = None
     kind: str = "stream"
 
 
@@ -124,7 +122,7 @@ class TunnelConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport subclasses
-        transport.set_write_buffer_limits(high=TUNNEL_WRITE_HIGH_WATER_BYTES)
+        transport.set_write_buffer_limits(high=h2tuning.TUNNEL_WRITE_HIGH_WATER_BYTES)
         self.peer = str(transport.get_extra_info("peername"))
         ssl_object: ssl.SSLObject | None = transport.get_extra_info("ssl_object")
         der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
@@ -302,7 +300,6 @@ class TunnelConnection(asyncio.Protocol):
             return
         flow: Flow = stream.context
         flow.decision = decision
-        flow.upstream = pipe
         pipe.session, pipe.stream_id = session, stream.stream_id
         try:
             session.conn.send_headers(stream.stream_id, headers.response_headers(decision))

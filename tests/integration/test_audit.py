@@ -15,11 +15,11 @@ from broker.demo import LocalOrigins
 from tests.integration.conftest import make_agent, make_broker, require_curl
 
 
-def streams_open(api_url: str, ca: Path) -> float:
+def metric(api_url: str, ca: Path, name: str) -> float:
     ctx = ssl.create_default_context(cafile=str(ca))
     with urllib.request.urlopen(f"{api_url}/metrics", context=ctx, timeout=5) as response:
         text = response.read().decode()
-    match = re.search(r"^sekimori_streams_open (\S+)$", text, re.M)
+    match = re.search(rf"^{name} (\S+)$", text, re.M)
     assert match, text[:500]
     return float(match.group(1))
 
@@ -34,9 +34,11 @@ def test_acknowledged_events_survive_sigkill(origins: LocalOrigins, tmp_path: Pa
             subprocess.run([require_curl(), "-sS", "-x", agent.proxy, "-o", "/dev/null", url],
                            capture_output=True, timeout=30)
         deadline = time.monotonic() + 10
-        while streams_open(broker.api_url, broker.config.ca_cert_path) > 0:
+        while metric(broker.api_url, broker.config.ca_cert_path, "sekimori_streams_open") > 0:
             assert time.monotonic() < deadline, "streams never reported closed"
             time.sleep(0.05)
+        written = metric(broker.api_url, broker.config.ca_cert_path, "sekimori_audit_events_written")
+        assert written >= len(urls) + 1  # the streams and the enrolment
         assert broker.proc is not None
         broker.proc.send_signal(signal.SIGKILL)   # no shutdown, no flush: a crash
         broker.proc.wait(timeout=10)
