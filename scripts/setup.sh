@@ -15,6 +15,14 @@ if [ "${SEKIMORI_TEST_PEERS:-0}" = 1 ]; then
   # OpenLDAP slapd for the directory tests (tests/peers/slapd.py); Debian puts it in /usr/sbin
   [ -x /usr/sbin/slapd ] || command -v slapd >/dev/null || need_apt+=(slapd)
   command -v ldapsearch >/dev/null || need_apt+=(ldap-utils)
+  # Samba AD DC for the Active Directory tests (tests/peers/samba_ad.py; they need root)
+  if [ "$(id -u)" = 0 ]; then
+    command -v samba >/dev/null || need_apt+=(samba samba-ad-dc samba-ad-provision samba-dsdb-modules winbind ldb-tools)
+  fi
+  # node + npm for the OpenID Connect provider (npm oidc-provider, tests/peers/oidc); Chromium
+  command -v node >/dev/null || need_apt+=(nodejs)
+  command -v npm >/dev/null || need_apt+=(npm)
+  [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 fi
 # python-ldap (the broker's LDAP/AD client) has no wheels: pip builds it against these headers
 if [ "${SEKIMORI_TEST_PEERS:-0}" = 1 ] || ! .venv/bin/python -c 'import ldap' 2>/dev/null; then

@@ -75,6 +75,22 @@ class Reason(str, Enum):
     BIND_IDENTITY_MISMATCH = "bind-identity-mismatch"
     GROUPS_INCOMPLETE = "groups-incomplete"
     DIRECTORY_UNAVAILABLE = "directory-unavailable"
+    # identity: the login flow and sessions on streams (broker/runtime/identity_service.py)
+    LOGIN_OK = "login-ok"
+    LOGIN_REQUIRED = "login-required"
+    LOGGED_OUT = "logged-out"
+    LOGIN_METHOD_UNKNOWN = "login-method-unknown"
+    TOTP_NOT_ENROLLED = "totp-not-enrolled"
+    # identity: OpenID Connect relying party (idp_bridge/oidc.py)
+    OIDC_LOGIN_OK = "oidc-login-ok"
+    OIDC_STATE_INVALID = "oidc-state-invalid"
+    OIDC_ISSUER_MISMATCH = "oidc-issuer-mismatch"
+    OIDC_PROVIDER_ERROR = "oidc-provider-error"
+    OIDC_CODE_REJECTED = "oidc-code-rejected"
+    OIDC_TOKEN_INVALID = "oidc-token-invalid"
+    OIDC_NONCE_MISMATCH = "oidc-nonce-mismatch"
+    OIDC_PROVIDER_UNAVAILABLE = "oidc-provider-unavailable"
+    RETURN_TO_INVALID = "return-to-invalid"
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +263,45 @@ REASON_TEXT: dict[Reason, ReasonText] = {
     Reason.DIRECTORY_UNAVAILABLE: ReasonText(
         "認証サーバー（ディレクトリ）に接続できないため、ログインできません（フェイルクローズ）。",
         "The directory server cannot be reached, so you cannot log in (fail closed)."),
+    Reason.LOGIN_OK: ReasonText(
+        "ログインしました。", "You are logged in."),
+    Reason.LOGIN_REQUIRED: ReasonText(
+        "ログインが必要です。「sekimori-agent login」でログインしてください。",
+        "You need to log in. Run \"sekimori-agent login\"."),
+    Reason.LOGGED_OUT: ReasonText(
+        "ログアウトしました。", "You are logged out."),
+    Reason.LOGIN_METHOD_UNKNOWN: ReasonText(
+        "このログイン方法はこの自治体では設定されていません。",
+        "This login method is not configured for your organisation."),
+    Reason.TOTP_NOT_ENROLLED: ReasonText(
+        "ワンタイムパスワード（TOTP）が登録されていません。情報システム課に登録を依頼してください。",
+        "No one-time password (TOTP) is enrolled for you. Ask your IT department to enrol one."),
+    Reason.OIDC_LOGIN_OK: ReasonText(
+        "シングルサインオンでログインしました。", "The single sign-on login succeeded."),
+    Reason.OIDC_STATE_INVALID: ReasonText(
+        "ログインの応答が、この端末で始めたログインと一致しません。もう一度ログインしてください。",
+        "The login response does not match a login started on this device. Log in again."),
+    Reason.OIDC_ISSUER_MISMATCH: ReasonText(
+        "ログインの応答が、想定と異なる認証サーバーから届きました（フェイルクローズ）。",
+        "The login response came from a different identity provider than expected (fail closed)."),
+    Reason.OIDC_PROVIDER_ERROR: ReasonText(
+        "認証サーバーがログインを拒否しました。",
+        "The identity provider refused the login."),
+    Reason.OIDC_CODE_REJECTED: ReasonText(
+        "認証サーバーがログインの引き換えを拒否しました。もう一度ログインしてください。",
+        "The identity provider refused to redeem the login. Log in again."),
+    Reason.OIDC_TOKEN_INVALID: ReasonText(
+        "認証サーバーからのIDトークンを検証できませんでした（フェイルクローズ）。",
+        "The ID token from the identity provider could not be verified (fail closed)."),
+    Reason.OIDC_NONCE_MISMATCH: ReasonText(
+        "IDトークンがこのログインのものではありません（フェイルクローズ）。",
+        "The ID token does not belong to this login (fail closed)."),
+    Reason.OIDC_PROVIDER_UNAVAILABLE: ReasonText(
+        "認証サーバーに接続できないため、ログインできません（フェイルクローズ）。",
+        "The identity provider cannot be reached, so you cannot log in (fail closed)."),
+    Reason.RETURN_TO_INVALID: ReasonText(
+        "ログイン後の戻り先が正しくありません。",
+        "The page to return to after login is not valid."),
 }
 
 
