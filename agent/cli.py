@@ -1,8 +1,11 @@
-"""`sekimori-agent`: enrol this device, run the agent, show its status."""
+"""`sekimori-agent`: enrol this device, log in, run the agent, show its status."""
 
 from __future__ import annotations
 
+import asyncio
+import getpass
 import json
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -17,6 +20,7 @@ from agent.config import DEFAULT_PROXY_PORT
 from agent.pac import render_pac
 from agent.runtime.app import load_config, run_agent
 from agent.runtime.enrol import EnrolmentError, enrol
+from agent.runtime.login import LoginError, login_methods, login_oidc, login_password, logout
 from agent.runtime.proxy import STATUS_PATH
 from ztcore.errors import ConfigError
 from ztcore.runtime.loop import LoopOption, setup_logging
@@ -24,7 +28,8 @@ from ztcore.runtime.loop import run as run_loop
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Sekimori agent: tunnels this device's traffic to the Sekimori broker.")
-console = Console()
+# Scripts and logs are not terminals: rich would wrap at 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 160)
 DataDir = Annotated[Path, typer.Option("--data-dir", envvar="SEKIMORI_AGENT_DIR",
                                        help="Where the device key, certificate and settings live.")]
 DEFAULT_DIR = Path.home() / ".sekimori-agent"
@@ -80,6 +85,86 @@ def fetch_status(host: str, port: int) -> dict[str, Any] | None:
         return None
 
 
+def _refused(what: str, exc: LoginError) -> typer.Exit:
+    d = exc.decision
+    console.print(f"[red]{what}: {d.reason.value}[/red]\n  {d.message_ja}\n  {d.message_en}")
+    if d.detail:
+        console.print(f"  [dim]{d.detail}[/dim]")
+    return typer.Exit(3)
+
+
+def _time(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(epoch))
+
+
+@app.command()
+def login(data_dir: DataDir = DEFAULT_DIR,
+          method: Annotated[Optional[str], typer.Option(help="Login method name (see the list)")] = None,
+          username: Annotated[Optional[str], typer.Option(help="Directory user name")] = None,
+          password_stdin: Annotated[bool, typer.Option(
+              "--password-stdin", help="Read the password from standard input (one line)")] = False,
+          totp: Annotated[Optional[str], typer.Option(help="6-digit one-time code")] = None,
+          no_browser: Annotated[bool, typer.Option(
+              "--no-browser", help="SSO: print the login URL instead of opening a browser")] = False,
+          timeout: Annotated[float, typer.Option(help="SSO: seconds to wait for the browser")] = 300) -> None:
+    """Log in: Active Directory password + one-time code, or single sign-on in the browser."""
+    try:
+        config = load_config(data_dir)
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    try:
+        methods = asyncio.run(login_methods(config))
+    except LoginError as exc:
+        raise _refused("ログインできません / cannot log in", exc) from None
+    if not methods:
+        console.print("[red]この自治体ではログイン方法が設定されていません / "
+                      "no login method is configured for your organisation[/red]")
+        raise typer.Exit(3)
+    chosen = next((m for m in methods if m.get("name") == method), None) if method else methods[0]
+    if chosen is None:
+        names = ", ".join(m.get("name", "?") for m in methods)
+        console.print(f"[red]unknown method {method!r}; available: {names}[/red]")
+        raise typer.Exit(2)
+    try:
+        if chosen.get("kind") == "oidc":
+            def show(url: str) -> None:
+                console.print("ブラウザでログインしてください / Log in in your browser:")
+                print(url, flush=True)
+            session = asyncio.run(login_oidc(config, chosen["name"], open_browser=not no_browser,
+                                             show_url=show, timeout_seconds=timeout))
+        else:
+            user = username or typer.prompt("ユーザー名 / user name")
+            if password_stdin:
+                secret = sys.stdin.readline().rstrip("\r\n")
+            else:
+                secret = getpass.getpass("パスワード / password: ")
+            code = totp if totp is not None else typer.prompt(
+                "ワンタイムコード / one-time code (TOTP)", default="", show_default=False)
+            session = asyncio.run(login_password(config, chosen["name"], user, secret, code.strip()))
+    except LoginError as exc:
+        raise _refused("ログインできませんでした / login refused", exc) from None
+    console.print(f"[green]ログインしました / logged in[/green]: {session.display_name or session.user} "
+                  f"({session.user}) via {session.idp} ({', '.join(session.methods)}), "
+                  f"until {_time(session.session_expires_at)}")
+
+
+@app.command("logout")
+def logout_cmd(data_dir: DataDir = DEFAULT_DIR) -> None:
+    """Log out: end the session at the broker and forget it on this device."""
+    try:
+        config = load_config(data_dir)
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    try:
+        had = asyncio.run(logout(config))
+    except LoginError as exc:
+        raise _refused("ログアウトをブローカーに伝えられませんでした（この端末からは削除しました） / "
+                       "the broker did not confirm the logout (removed from this device)", exc) from None
+    console.print("ログアウトしました / logged out" if had else "ログインしていません / not logged in")
+
+
 @app.command()
 def status(data_dir: DataDir = DEFAULT_DIR,
            as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
@@ -112,6 +197,15 @@ def status(data_dir: DataDir = DEFAULT_DIR,
     if info.get("certificate_not_after"):
         table.add_row("certificate until",
                       time.strftime("%Y-%m-%d %H:%M", time.localtime(info["certificate_not_after"])))
+    session = info.get("session")
+    if session:
+        table.add_row("user", f"{session['display_name'] or session['user']} ({session['user']}) "
+                              f"via {session['idp']}")
+        table.add_row("methods", ", ".join(session["methods"]) + ("  (MFA)" if session["mfa"] else ""))
+        table.add_row("session until", _time(session["session_expires_at"]))
+    else:
+        table.add_row("user", "[yellow]ログインしていません / not logged in[/yellow] "
+                              "(sekimori-agent login)")
     if info.get("last_error"):
         table.add_row("last error", info["last_error"])
     denial = info.get("last_denial") or {}

@@ -1,4 +1,5 @@
-"""`sekimori`: initialise and run the broker, manage tenants, enrolment codes and devices."""
+"""`sekimori`: initialise and run the broker, manage tenants, enrolment codes, devices, users'
+TOTP factors and login sessions."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from rich.table import Table
 
 from broker.devices import validate_tenant_id
 from broker.enrolment import DEFAULT_CODE_TTL_SECONDS, format_code, hash_code, parse_duration
+from broker.identity_cli import session_app, user_app
 from broker.runtime.datadir import init_data_dir, load_ca, load_config
 from broker.runtime.store import Store, StoreError
 from ztcore.errors import ConfigError
@@ -29,6 +31,8 @@ device_app = typer.Typer(no_args_is_help=True, help="Enrolled devices.")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(code_app, name="enrolment-code")
 app.add_typer(device_app, name="device")
+app.add_typer(user_app, name="user")
+app.add_typer(session_app, name="session")
 # Logs and CI are not terminals: rich would wrap at 80 columns and cut the demo table.
 console = Console(width=None if sys.stdout.isatty() else 120)
 DataDir = Annotated[Path, typer.Option("--data-dir", envvar="SEKIMORI_DATA",

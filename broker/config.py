@@ -15,6 +15,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
 from typing import Any
 
+from broker.identity_config import IdentityConfig, parse_identity_config
 from ztcore.destinations import DestinationPolicy
 from ztcore.errors import ConfigError
 
@@ -46,6 +47,7 @@ class BrokerConfig:
     idle_timeout_seconds: float
     shutdown_grace_seconds: float
     audit_path: Path
+    identity: IdentityConfig = IdentityConfig()
 
     @property
     def ca_cert_path(self) -> Path:
@@ -180,6 +182,7 @@ def parse_config(raw: Mapping[str, Any], data_dir: Path) -> BrokerConfig:
         idle_timeout_seconds=_number(broker, "idle_timeout_seconds", "broker", 90),
         shutdown_grace_seconds=_number(broker, "shutdown_grace_seconds", "broker", 10),
         audit_path=audit_path if audit_path.is_absolute() else data_dir / audit_path,
+        identity=parse_identity_config(_table(raw, "identity")),
     )
 
 
@@ -212,5 +215,13 @@ def render_config(*, name: str, server_names: list[str], tunnel_listen: str, api
         "# Explicit exceptions to the private/loopback/link-local/metadata address refusal.\n"
         f"allowed_networks = {toml_list(allowed_networks)}\n\n"
         "[audit]\n"
-        'path = "audit/events.jsonl"\n'
+        'path = "audit/events.jsonl"\n\n'
+        "[identity]\n"
+        "# Every connection needs a logged-in user (`sekimori-agent login`), with a second factor.\n"
+        "require_login = true\n"
+        "require_mfa = true\n"
+        "token_lifetime_seconds = 900\n"
+        "max_session_seconds = 43200\n"
+        "# Add [[identity.directory]] (Active Directory / LDAP) and [[identity.oidc]] tables;\n"
+        "# see broker/identity_config.py for every setting.\n"
     )

@@ -24,16 +24,19 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import pyotp
 from cryptography import x509
 from rich.console import Console
 from rich.table import Table
 
+from broker.demo_directory import STAFF, start_demo_directory, unavailable
 from broker.enrolment import format_code, hash_code
 from broker.pki import cert_pem, key_pem, make_ca, make_server_cert, new_key
 from broker.runtime.datadir import init_data_dir, load_ca
@@ -169,7 +172,9 @@ class BrokerProcess:
     def __init__(self, data_dir: Path, *, allowed_ports: list[int | str] | None = None,
                  allowed_networks: list[str] | None = None, database: str | None = None,
                  device_cert_validity_seconds: int = 7 * 86400, tunnel_port: int = 0,
-                 static_hosts: dict[str, list[str]] | None = None, event_loop: str = "auto") -> None:
+                 static_hosts: dict[str, list[str]] | None = None, event_loop: str = "auto",
+                 identity_toml: str | None = None) -> None:
+        """`identity_toml` replaces the `[identity]` section `sekimori init` wrote."""
         self.data_dir = data_dir
         if not (data_dir / "sekimori.toml").exists():
             init_data_dir(data_dir, time.time(), server_names=["localhost", "127.0.0.1", "::1"],
@@ -177,6 +182,10 @@ class BrokerProcess:
                           allowed_ports=[80, 443, *(allowed_ports or [])],
                           allowed_networks=allowed_networks or [],
                           device_cert_validity_seconds=device_cert_validity_seconds)
+            if identity_toml is not None:
+                path = data_dir / "sekimori.toml"
+                text = path.read_text()
+                path.write_text(text[:text.index("[identity]\n")] + identity_toml.strip() + "\n")
             if static_hosts:
                 lines = "".join(f'"{name}" = {json.dumps(addrs)}\n' for name, addrs in static_hosts.items())
                 with open(data_dir / "sekimori.toml", "a") as toml:
@@ -202,6 +211,16 @@ class BrokerProcess:
         now = time.time()
         self.store.create_enrolment_code(tenant_id, hash_code(code), now, now + ttl_seconds)
         return code
+
+    def enrol_totp(self, tenant_id: str, username: str) -> str:
+        """Enrol a user's TOTP factor with the admin command; returns the secret it printed."""
+        out = subprocess.run([sys.executable, "-P", "-m", "broker", "user", "totp-enrol", username,
+                              "--tenant", tenant_id, "--no-qr", "--data-dir", str(self.data_dir)],
+                             capture_output=True, text=True, timeout=60)
+        match = re.search(r"secret \(manual entry\): ([A-Z2-7]+)", out.stdout)
+        if out.returncode != 0 or match is None:
+            raise RuntimeError(f"TOTP enrolment failed: {out.stdout}{out.stderr}")
+        return match.group(1)
 
     def start(self, timeout: float = 20) -> dict[str, Any]:
         state = self.config.state_path
@@ -246,6 +265,20 @@ class AgentProcess:
                              capture_output=True, text=True, timeout=60)
         if out.returncode != 0:
             raise RuntimeError(f"enrolment failed: {out.stdout}{out.stderr}")
+
+    def login(self, username: str, password: str, totp: str = "",
+              method: str | None = None) -> subprocess.CompletedProcess[str]:
+        """`sekimori-agent login` with the password on stdin, as a script would run it."""
+        args = [sys.executable, "-P", "-m", "agent", "login", "--data-dir", str(self.data_dir),
+                "--username", username, "--password-stdin", "--totp", totp]
+        if method:
+            args += ["--method", method]
+        return subprocess.run(args, input=password + "\n", capture_output=True, text=True,
+                              timeout=60)
+
+    def logout(self) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-P", "-m", "agent", "logout", "--data-dir",
+                               str(self.data_dir)], capture_output=True, text=True, timeout=60)
 
     @property
     def proxy(self) -> str:
@@ -314,9 +347,8 @@ def fetch(proxy_port: int, url: str, origin_ca: Path | None = None) -> tuple[int
         conn.close()
 
 
-def run_checks(agent: AgentProcess, origins: LocalOrigins) -> list[Check]:
-    checks: list[Check] = []
-
+def make_check(agent: AgentProcess, origins: LocalOrigins, checks: list[Check]
+               ) -> Callable[[str, str, int, str | None], None]:
     def check(name: str, url: str, expect_status: int, expect_reason: str | None) -> None:
         status, hdrs, body = fetch(agent.proxy_port, url, origins.ca_path)
         if url.startswith("https") and status == 403:
@@ -327,7 +359,13 @@ def run_checks(agent: AgentProcess, origins: LocalOrigins) -> list[Check]:
             ok = ok and body == DEMO_BODY
         checks.append(Check(name, url, f"{expect_status} {expect_reason or ''}".strip(),
                             str(status), reason, ok))
+    return check
 
+
+def run_checks(agent: AgentProcess, origins: LocalOrigins,
+               checks: list[Check] | None = None) -> list[Check]:
+    checks = [] if checks is None else checks
+    check = make_check(agent, origins, checks)
     check("HTTP through the tunnel", f"http://{origins.host}:{origins.http_port}/", 200, None)
     check("HTTPS through the tunnel", f"https://{origins.host}:{origins.https_port}/", 200, None)
     check("cloud metadata address", "http://169.254.169.254/latest/meta-data/", 403, "address-metadata")
@@ -357,11 +395,12 @@ def print_audit(console: Console, path: Path) -> None:
     """What the SOC sees: the broker's audit events of this demo, one row per event."""
     lines = path.read_text().splitlines() if path.exists() else []
     table = Table(title=f"audit log (what the SOC receives): {path}")
-    for col in ("time", "kind", "destination", "decision", "reason", "bytes ↑/↓"):
+    for col in ("time", "kind", "user", "destination", "decision", "reason", "bytes ↑/↓"):
         table.add_column(col)
-    for line in lines[-12:]:
+    for line in lines[-14:]:
         event = json.loads(line)
-        table.add_row(event["time_iso"][11:23], event["kind"], event.get("destination", "-"),
+        table.add_row(event["time_iso"][11:23], event["kind"], event.get("user", "-"),
+                      event.get("destination", "-"),
                       event.get("decision", "-"), event.get("reason", "-"),
                       f"{event.get('bytes_up', 0)}/{event.get('bytes_down', 0)}")
     console.print(table)
@@ -371,9 +410,17 @@ def run_demo(*, once: bool, data_dir: Path | None, console: Console) -> int:
     root = data_dir or Path(tempfile.mkdtemp(prefix="sekimori-demo-"))
     root.mkdir(parents=True, exist_ok=True)
     console.print(f"[bold]Sekimori demo[/bold] in {root} (loopback only, offline)")
+    why = unavailable()
+    if why:
+        console.print(f"[red]the demo needs its directory server: {why}[/red]")
+        return 2
     origins = LocalOrigins(root / "origins")
+    with console.status("starting the demo municipality's directory (OpenLDAP, LDAPS)…"):
+        directory = start_demo_directory(root / "directory", free_port())
+    console.print(f"  directory: {directory.url} (LDAPS, nested groups 税務課 ⊂ 総務部 ⊂ 全職員)")
     broker = BrokerProcess(root / "broker-data", allowed_ports=[origins.http_port, origins.https_port],
-                           allowed_networks=[f"{ORIGIN_HOST}/32"])
+                           allowed_networks=[f"{ORIGIN_HOST}/32"],
+                           identity_toml=directory.identity_toml(DEMO_TENANT))
     agent = AgentProcess(root / "agent-data")
     try:
         with console.status("starting the broker…"):
@@ -386,7 +433,18 @@ def run_demo(*, once: bool, data_dir: Path | None, console: Console) -> int:
             agent.start()
         st = agent.status() or {}
         console.print(f"  agent: proxy {agent.proxy}, device {st.get('device')} ({DEMO_TENANT_NAME})")
-        checks = run_checks(agent, origins)
+        checks: list[Check] = []
+        make_check(agent, origins, checks)("before login", f"http://{origins.host}:{origins.http_port}/",
+                                           403, "login-required")
+        with console.status(f"enrolling {DEMO_STAFF}'s TOTP and logging in (password + TOTP)…"):
+            secret = broker.enrol_totp(DEMO_TENANT, DEMO_STAFF)
+            name, password, _ = STAFF[DEMO_STAFF]
+            login = agent.login(DEMO_STAFF, password, pyotp.TOTP(secret).now())
+        console.print(f"  admin:  sekimori user totp-enrol {DEMO_STAFF} --tenant {DEMO_TENANT}")
+        console.print(f"  staff:  sekimori-agent login → {' '.join(login.stdout.split())}")
+        checks.append(Check("login (password + TOTP)", f"{DEMO_STAFF} / {name}", "0", str(login.returncode),
+                            "login-ok" if login.returncode == 0 else "", login.returncode == 0))
+        run_checks(agent, origins, checks)
         print_checks(console, checks, agent)
         passed = all(c.ok for c in checks)
         time.sleep(0.1)  # the last stream's event is acknowledged a few ms after it closes
@@ -399,7 +457,11 @@ def run_demo(*, once: bool, data_dir: Path | None, console: Console) -> int:
         print(f"  curl -x {agent.proxy} http://{origins.host}:{origins.http_port}/")
         print(f"  curl -x {agent.proxy} --cacert {origins.ca_path} https://{origins.host}:{origins.https_port}/")
         print(f"  curl -i -x {agent.proxy} http://169.254.169.254/")
-        print(f"  SEKIMORI_AGENT_DIR={agent.data_dir} {Path(sys.executable).parent / 'sekimori-agent'} status")
+        bin_dir = Path(sys.executable).parent
+        print(f"  SEKIMORI_AGENT_DIR={agent.data_dir} {bin_dir / 'sekimori-agent'} status")
+        print(f"  SEKIMORI_AGENT_DIR={agent.data_dir} {bin_dir / 'sekimori-agent'} logout")
+        print(f"  SEKIMORI_AGENT_DIR={agent.data_dir} {bin_dir / 'sekimori-agent'} login   "
+              f"# {DEMO_STAFF} / {STAFF[DEMO_STAFF][1]} + a code from the TOTP secret {secret}")
         try:
             while True:
                 time.sleep(3600)
@@ -410,6 +472,7 @@ def run_demo(*, once: bool, data_dir: Path | None, console: Console) -> int:
         agent.stop()
         broker.close()
         origins.close()
+        directory.stop()
         if data_dir is None and once:
             import shutil
             shutil.rmtree(root, ignore_errors=True)

@@ -314,6 +314,11 @@ class SessionAuthority:
         return self._issue(principal, device_thumbprint, now, lifetime_seconds, jti,
                            jti if sid is None else sid)[0]
 
+    def issue_session(self, principal: Principal, device_thumbprint: str, now: float,
+                      lifetime_seconds: int, jti: str, sid: str) -> tuple[str, Session]:
+        """As `issue`, also returning the Session facts (expiry) for the store and the agent."""
+        return self._issue(principal, device_thumbprint, now, lifetime_seconds, jti, sid)
+
     def _issue(self, principal: Principal, device_thumbprint: str, now: float,
                lifetime_seconds: int, jti: str, sid: str) -> tuple[str, Session]:
         config = self.config

@@ -10,10 +10,11 @@ PY=${PYTHON:-python3}
 need_apt=()
 "$PY" -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 command -v curl >/dev/null || need_apt+=(curl)
+# OpenLDAP slapd: the demo municipality's directory (broker/demo_directory.py) and the LDAP
+# tests (tests/peers/slapd.py); Debian puts it in /usr/sbin
+[ -x /usr/sbin/slapd ] || command -v slapd >/dev/null || need_apt+=(slapd)
 if [ "${SEKIMORI_TEST_PEERS:-0}" = 1 ]; then
   command -v openssl >/dev/null || need_apt+=(openssl)
-  # OpenLDAP slapd for the directory tests (tests/peers/slapd.py); Debian puts it in /usr/sbin
-  [ -x /usr/sbin/slapd ] || command -v slapd >/dev/null || need_apt+=(slapd)
   command -v ldapsearch >/dev/null || need_apt+=(ldap-utils)
   # Samba AD DC for the Active Directory tests (tests/peers/samba_ad.py; they need root)
   if [ "$(id -u)" = 0 ]; then

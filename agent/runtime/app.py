@@ -43,6 +43,11 @@ def status_snapshot(config: AgentConfig, tunnel: TunnelClient) -> dict[str, Any]
         "last_denial": st.last_denial, "tenant": config.tenant_id, "device": config.device_id,
         "proxy": f"{config.proxy_host}:{config.proxy_port}", "now": time.time(),
     }
+    session = tunnel.current_session()
+    out["session"] = None if session is None else {
+        "user": session.user, "display_name": session.display_name, "methods": list(session.methods),
+        "mfa": session.mfa, "idp": session.idp, "auth_time": session.auth_time,
+        "expires_at": session.expires_at, "session_expires_at": session.session_expires_at}
     try:
         cert = x509.load_pem_x509_certificate(config.cert_path.read_bytes())
         out["certificate_not_after"] = cert.not_valid_after_utc.timestamp()

@@ -128,7 +128,10 @@ class ProxyConnection(StreamPipe):
         wants_html = any(k == b"accept" and b"text/html" in v for k, v in request.headers)
         body, ctype = render_block(decision, request.target.decode("ascii", "replace"), wants_html)
         extra = [(k.encode(), v.encode("ascii", "replace")) for k, v in zh.decision_headers(decision)]
-        self._send_response(decision.status, body, ctype, extra)
+        # The agent, not the app, logs the user in: a 401 would make a browser ask for a
+        # password it has no business knowing, so session refusals reach the app as 403.
+        status = 403 if decision.status in (401, 407) else decision.status
+        self._send_response(status, body, ctype, extra)
 
     def _reply_local(self, status: int, body: bytes, ctype: bytes = b"text/plain; charset=utf-8") -> None:
         self._send_response(status, body, ctype, [])

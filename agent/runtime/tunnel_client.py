@@ -5,17 +5,25 @@ drops a connection whose PING goes unanswered, follows GOAWAY by reconnecting, o
 stream per local flow and returns the broker's decision, and renews the device certificate
 over the tunnel before it expires. When no broker can be reached, `open_stream` answers a 503
 decision at once: the agent never connects anywhere directly.
+
+The user's session token (`session.json`, written by `sekimori-agent login`) goes on every
+CONNECT as `proxy-authorization: Bearer …`; the file is re-read when it changes, and the token
+is refreshed over the tunnel before it expires.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import os
 import random
 import ssl
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
 
 import h2.events as ev
 from cryptography import x509
@@ -24,9 +32,10 @@ from h2.exceptions import ProtocolError, TooManyStreamsError
 
 from agent.config import AgentConfig
 from agent.identity import csr_pem, key_pem, new_key, renewal_due
+from agent.session import SESSION_FILE, AgentSession, parse_session, session_from_reply
 from ztcore import h2tuning, headers
 from ztcore.decision import Decision, deny
-from ztcore.errors import RemoteProtocolError
+from ztcore.errors import ConfigError, RemoteProtocolError
 from ztcore.reasons import Reason
 from ztcore.runtime.files import write_private
 from ztcore.tunnel import BodyEndpoint, PeerDraining, Stream, TunnelSession
@@ -46,6 +55,14 @@ def tunnel_ssl_context(config: AgentConfig) -> ssl.SSLContext:
     ctx.load_cert_chain(str(config.cert_path), str(config.key_path))
     ctx.set_alpn_protocols(["h2"])
     return ctx
+
+
+class BrokerReply(NamedTuple):
+    """The broker's answer to a request of the agent's own: status, body, and the decision (its
+    reason headers when it refused)."""
+    status: int
+    body: bytes
+    decision: Decision
 
 
 @dataclass
@@ -128,20 +145,23 @@ class TunnelClientProtocol(asyncio.Protocol):
     def usable(self) -> bool:
         return self.session is not None and not self.draining and not self.closed.done()
 
-    def open_stream(self, authority: str, context: object) -> tuple[int, asyncio.Future[Decision]]:
+    def open_stream(self, authority: str, context: object,
+                    token: str | None = None) -> tuple[int, asyncio.Future[Decision]]:
         assert self.session is not None
         conn = self.session.conn
         stream_id = conn.get_next_available_stream_id()
-        conn.send_headers(stream_id, [(b":method", b"CONNECT"),
-                                      (b":authority", authority.encode("ascii"))])
+        fields = [(b":method", b"CONNECT"), (b":authority", authority.encode("ascii"))]
+        if token:
+            fields.append((b"proxy-authorization", b"Bearer " + token.encode("ascii")))
+        conn.send_headers(stream_id, fields)
         self.session.add_stream(stream_id, context)
         future: asyncio.Future[Decision] = self.loop.create_future()
         self.pending[stream_id] = future
         self.session.flush()
         return stream_id, future
 
-    def request(self, method: str, path: str, body: bytes) -> asyncio.Future[tuple[int, bytes]]:
-        """A small request to the broker itself (certificate renewal)."""
+    def request(self, method: str, path: str, body: bytes) -> asyncio.Future[BrokerReply]:
+        """A small request to the broker itself (certificate renewal, login, refresh)."""
         assert self.session is not None
         conn = self.session.conn
         stream_id = conn.get_next_available_stream_id()
@@ -164,6 +184,7 @@ class TunnelClientProtocol(asyncio.Protocol):
         response = self.requests.get(event.stream_id)
         if response is not None:
             response.status = decision.status if not decision.allowed else 200
+            response.decision = decision
 
     def _stream_closed(self, stream: Stream) -> None:
         future = self.pending.pop(stream.stream_id, None)
@@ -172,8 +193,10 @@ class TunnelClientProtocol(asyncio.Protocol):
                                    detail="the tunnel closed before the broker answered"))
         response = self.requests.pop(stream.stream_id, None)
         if response is not None and not response.done.done():
-            response.done.set_result((response.status if not stream.reset else 502,
-                                      bytes(response.body)))
+            status = response.status if not stream.reset else 502
+            decision = response.decision if status < 500 or not stream.reset else deny(
+                Reason.BROKER_UNREACHABLE, status=502, detail="the broker reset the request")
+            response.done.set_result(BrokerReply(status, bytes(response.body), decision))
         if self.draining and self.session is not None and not self.session.streams:
             assert self.transport is not None
             self.transport.close()
@@ -194,15 +217,18 @@ class TunnelClientProtocol(asyncio.Protocol):
                 self.session.conn.ping(os.urandom(8))
                 self.session.flush()
             await self.client.renew_if_due(self)
+            await self.client.refresh_if_due(self)
 
 
 class _Response(BodyEndpoint):
     """The broker's answer to one of our requests, collected in memory."""
 
-    def __init__(self, done: asyncio.Future[tuple[int, bytes]]) -> None:
+    def __init__(self, done: asyncio.Future[BrokerReply]) -> None:
         super().__init__(MAX_RESPONSE_BYTES)
         self.done = done
         self.status = 502
+        self.decision: Decision = deny(Reason.BROKER_UNREACHABLE, status=502,
+                                       detail="the broker did not answer")
 
 
 class TunnelClient:
@@ -214,6 +240,55 @@ class TunnelClient:
         self._stopping = False
         self.certificate_not_after = float("inf")
         self._task: asyncio.Task[None] | None = None
+        self.user_session: AgentSession | None = None
+        self._session_stamp: tuple[int, int] | None = None
+
+    # -- the user's session ---------------------------------------------------------------------
+
+    @property
+    def session_path(self) -> Path:
+        return self.config.data_dir / SESSION_FILE
+
+    def current_session(self) -> AgentSession | None:
+        """The session in `session.json`, re-read when the file changed (one stat per call)."""
+        try:
+            st = os.stat(self.session_path)
+        except OSError:
+            self.user_session, self._session_stamp = None, None
+            return None
+        stamp = (st.st_mtime_ns, st.st_size)
+        if stamp != self._session_stamp:
+            self._session_stamp = stamp
+            try:
+                self.user_session = parse_session(json.loads(self.session_path.read_bytes()))
+            except (OSError, ValueError, ConfigError) as exc:
+                log.error("cannot read the login session: %s", exc)
+                self.user_session = None
+        return self.user_session
+
+    async def refresh_if_due(self, protocol: TunnelClientProtocol) -> None:
+        session = self.current_session()
+        now = time.time()
+        if session is None or not session.refresh_due(now) or session.expired(now):
+            return
+        reply = await protocol.request("POST", "/v1/session/refresh",
+                                       json.dumps({"token": session.token}).encode())
+        if reply.status != 200:
+            log.warning("session refresh refused: %s %s", reply.decision.reason.value,
+                        reply.decision.detail)
+            if reply.status < 500:   # refused for good: the user must log in again
+                self.status.last_error = f"login needed: {reply.decision.reason.value}"
+                with contextlib.suppress(OSError):
+                    self.session_path.unlink()
+            return
+        try:
+            fresh = session_from_reply(json.loads(reply.body), time.time())
+        except (ValueError, ConfigError) as exc:
+            log.error("unreadable session refresh reply: %s", exc)
+            return
+        write_session(self.session_path, fresh)
+        log.info("session of %s refreshed until %s", fresh.user,
+                 time.strftime("%H:%M:%S", time.localtime(fresh.expires_at)))
 
     def start(self) -> None:
         self._task = asyncio.get_event_loop().create_task(self._run())
@@ -300,7 +375,9 @@ class TunnelClient:
             why = self.status.last_error or "no tunnel to the broker"
             return deny(Reason.BROKER_UNREACHABLE, status=503, detail=why), None, 0
         try:
-            stream_id, future = protocol.open_stream(authority, context)
+            session = self.current_session()
+            stream_id, future = protocol.open_stream(authority, context,
+                                                     session.token if session else None)
         except TooManyStreamsError:
             return deny(Reason.TOO_MANY_STREAMS, status=503,
                         detail=f"more than {h2tuning.MAX_CONCURRENT_STREAMS} open connections"), None, 0
@@ -332,7 +409,7 @@ class TunnelClient:
                            cert.not_valid_after_utc.timestamp(), time.time()):
             return
         key = new_key()
-        status, body = await protocol.request("POST", "/v1/renew", csr_pem(key, os.uname().nodename))
+        status, body, _ = await protocol.request("POST", "/v1/renew", csr_pem(key, os.uname().nodename))
         if status != 200:
             log.error("certificate renewal refused (%s): %s", status, body[:200])
             return
@@ -349,6 +426,13 @@ class TunnelClient:
         protocol.draining = True
         if protocol.session is not None and not protocol.session.streams and protocol.transport:
             protocol.transport.close()
+
+
+def write_session(path: Path, session: AgentSession) -> None:
+    """Replace `session.json` atomically (0600): a reader sees the old or the new one."""
+    tmp = path.with_suffix(".json.new")
+    write_private(tmp, json.dumps(session.to_json_dict(), ensure_ascii=False).encode("utf-8"))
+    os.replace(tmp, path)
 
 
 def _certificate_not_after(config: AgentConfig) -> float:

@@ -27,10 +27,12 @@ from broker.config import BrokerConfig
 from broker.pki import cert_pem
 from broker.registry import RegistrySnapshot
 from broker.runtime.audit_sink import AuditSink
-from broker.runtime.datadir import load_ca
+from broker.runtime.datadir import load_ca, load_seal_key, load_session_keys
 from broker.runtime.device_authority import DeviceAuthority
+from broker.runtime.identity_service import IdentityService
 from broker.runtime.store import Store
 from broker.runtime.tunnel_server import BrokerState, TunnelConnection
+from broker.sessions import SessionAuthority, SessionConfig
 
 log = logging.getLogger("sekimori.broker")
 REGISTRY_POLL_SECONDS = 1.0
@@ -84,6 +86,8 @@ class Metrics:
 
 
 async def _poll_registry(store: Store, state: BrokerState, stop: asyncio.Event) -> None:
+    """Devices and session revocations: one revision row each, read every second."""
+    sessions_revision = -1
     while not stop.is_set():
         try:
             revision = await asyncio.to_thread(store.devices_revision)
@@ -92,8 +96,26 @@ async def _poll_registry(store: Store, state: BrokerState, stop: asyncio.Event) 
                 state.registry_changed(RegistrySnapshot.build(revision, devices))
         except Exception:  # the store may be briefly unavailable; keep the last snapshot
             log.exception("device registry refresh failed")
+        try:
+            revision = await asyncio.to_thread(store.sessions_revision)
+            if revision != sessions_revision:
+                revoked = await asyncio.to_thread(store.revoked_ids, time.time())
+                state.revocations_changed(revoked)
+                sessions_revision = revision
+        except Exception:
+            log.exception("session revocation refresh failed")
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), REGISTRY_POLL_SECONDS)
+
+
+def identity_service(config: BrokerConfig, store: Store) -> IdentityService:
+    identity = config.identity
+    sessions = SessionAuthority(
+        SessionConfig(issuer=f"urn:sekimori:broker:{config.name}", audience="sekimori:tunnel",
+                      max_lifetime_seconds=identity.token_lifetime_seconds,
+                      max_session_seconds=identity.max_session_seconds),
+        load_session_keys(config))
+    return IdentityService(identity, sessions, store, load_seal_key(config))
 
 
 async def serve(config: BrokerConfig, *, stop: asyncio.Event | None = None,
@@ -112,6 +134,8 @@ async def serve(config: BrokerConfig, *, stop: asyncio.Event | None = None,
     audit = AuditSink(config.audit_path)
     state = BrokerState(config, audit, renew=lambda ident, csr: authority.renew(ident, csr, time.time()),
                         lookup_device=store.get_device, touch_device=store.touch_device)
+    state.identity = identity_service(config, store)
+    state.identity.revoked = await asyncio.to_thread(store.revoked_ids, time.time())
     revision = await asyncio.to_thread(store.devices_revision)
     state.registry = RegistrySnapshot.build(revision, await asyncio.to_thread(store.list_devices))
     metrics = Metrics(state, audit)

@@ -37,7 +37,11 @@ from broker.devices import (
     Tenant,
     validate_tenant_id,
 )
-from ztcore.errors import ConfigError, ZTError
+from broker.runtime.identity_store import IdentityRecords
+from broker.runtime.tables import METADATA, StoreError, devices, enrolment_codes, meta, tenants
+from ztcore.errors import ConfigError
+
+__all__ = ["METADATA", "Store", "StoreError", "engine_url"]
 
 MIGRATIONS_DIR: Final = Path(__file__).resolve().parent.parent / "migrations"
 # Any fixed 64-bit key: it serialises `migrate` between brokers starting together.
@@ -47,52 +51,6 @@ _PG_CONNECT_TIMEOUT_SECONDS: Final = 10
 _WRITE: Final = "sekimori_write"
 
 
-class StoreError(ZTError):
-    """The database refused or failed an operation; the message says which and why."""
-
-
-# The tables as the queries see them. The schema itself is created by the Alembic migrations in
-# broker/migrations; tests/integration/test_store.py checks that the two agree.
-_md = sa.MetaData()
-tenants = sa.Table(
-    "tenants", _md,
-    sa.Column("id", sa.String(63), primary_key=True),
-    sa.Column("name", sa.String(200), nullable=False),
-    sa.Column("created_at", sa.Double(), nullable=False),
-)
-enrolment_codes = sa.Table(
-    "enrolment_codes", _md,
-    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
-    sa.Column("tenant_id", sa.String(63), sa.ForeignKey("tenants.id"), nullable=False,
-              index=True),
-    sa.Column("code_hash", sa.String(64), nullable=False, unique=True, index=True),
-    sa.Column("label", sa.String(200), nullable=False),
-    sa.Column("created_at", sa.Double(), nullable=False),
-    sa.Column("expires_at", sa.Double(), nullable=False),
-    sa.Column("used_at", sa.Double(), nullable=True),
-    sa.Column("used_by_device", sa.String(128), nullable=True),
-)
-devices = sa.Table(
-    "devices", _md,
-    sa.Column("id", sa.String(128), primary_key=True),
-    sa.Column("tenant_id", sa.String(63), sa.ForeignKey("tenants.id"), nullable=False,
-              index=True),
-    sa.Column("name", sa.String(200), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("created_at", sa.Double(), nullable=False),
-    sa.Column("cert_serial", sa.String(128), nullable=False),
-    sa.Column("cert_fingerprint", sa.String(128), nullable=False),
-    sa.Column("cert_not_after", sa.Double(), nullable=False),
-    sa.Column("revoked_at", sa.Double(), nullable=True),
-    sa.Column("revoke_reason", sa.String(200), nullable=False),
-    sa.Column("last_seen_at", sa.Double(), nullable=True),
-)
-meta = sa.Table(
-    "meta", _md,
-    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
-    sa.Column("devices_revision", sa.BigInteger(), nullable=False),
-)
-METADATA: Final = _md
 
 
 def engine_url(url: str) -> URL:
@@ -116,8 +74,8 @@ def engine_url(url: str) -> URL:
     raise ConfigError(f"store url: {shown!r} is not supported; use sqlite:/// or postgresql://")
 
 
-class Store:
-    """Tenants, enrolment codes and devices in one SQL database."""
+class Store(IdentityRecords):
+    """Tenants, enrolment codes, devices, TOTP factors and login sessions in one SQL database."""
 
     def __init__(self, url: str) -> None:
         parsed = engine_url(url)

@@ -7,19 +7,28 @@ The stream's response carries the decision (200, or a deny status with reason he
 then flow through `ztcore.tunnel.TunnelSession`. Each finished stream becomes one audit event,
 durable before the stream is counted as closed.
 
-Non-CONNECT requests on the tunnel: `POST /v1/renew` (a CSR → a renewed device certificate).
+Sessions: when `[identity] require_login` is on, every CONNECT carries the user's session token
+(`proxy-authorization: Bearer <jwt>`), checked against this connection's client certificate
+(RFC 8705), the revocation set and the destination's step-up limit; the last good token is
+cached per connection, so a stream costs a dictionary lookup, not a signature check. When a
+session is revoked, its open streams are reset within one registry poll (1 s).
+
+Non-CONNECT requests on the tunnel: `POST /v1/renew` (a CSR → a renewed device certificate) and
+the login service's control requests (`broker.runtime.identity_service`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
+from typing import Any
 
 import h2.events as ev
 from cryptography import x509
@@ -31,6 +40,8 @@ from broker.devices import Device
 from broker.pki import DeviceIdentity, device_identity
 from broker.registry import RegistrySnapshot
 from broker.runtime.audit_sink import AuditSink
+from broker.runtime.identity_service import CONTROL_KINDS, ControlReply, IdentityService
+from broker.sessions import SessionDecision, thumbprint_of
 from ztcore import h2tuning, headers
 from ztcore.audit import AuditEvent
 from ztcore.authority import AuthorityError, parse_authority
@@ -63,6 +74,7 @@ class BrokerState:
     shutting_down: bool = False
     streams_open: int = 0
     clock: Callable[[], float] = time.time
+    identity: IdentityService | None = None
 
     def device_seen(self, device_id: str) -> None:
         """Record when a device last connected (at most once a minute per device, off the loop)."""
@@ -93,6 +105,14 @@ class BrokerState:
         for conn in list(self.connections):
             conn.recheck_device(now)
 
+    def revocations_changed(self, revoked: frozenset[str]) -> None:
+        """New revocation set: streams opened under a revoked session or token end now."""
+        if self.identity is None:
+            return
+        self.identity.revoked = revoked
+        for conn in list(self.connections):
+            conn.recheck_sessions(revoked)
+
 
 @dataclass(slots=True)
 class Flow:
@@ -103,6 +123,9 @@ class Flow:
     decision: Decision | None = None
     address: str | None = None
     kind: str = "stream"
+    user: str | None = None
+    sid: str | None = None
+    jti: str | None = None
 
 
 class TunnelConnection(asyncio.Protocol):
@@ -117,6 +140,8 @@ class TunnelConnection(asyncio.Protocol):
         self.last_received = time.monotonic()
         self._idle_handle: asyncio.TimerHandle | None = None
         self.peer = "?"
+        self.thumbprint = ""
+        self._session_cache: tuple[bytes, SessionDecision] | None = None
 
     # -- connection lifecycle ---------------------------------------------------------------
 
@@ -131,6 +156,7 @@ class TunnelConnection(asyncio.Protocol):
             transport.abort()
             return
         self.identity = device_identity(x509.load_der_x509_certificate(der))
+        self.thumbprint = thumbprint_of(der)
         self.device_denial = self.state.registry.check(self.identity, self.state.clock())
         if self.device_denial is None and self.identity is not None:
             self.state.device_seen(self.identity.device_id)
@@ -231,6 +257,55 @@ class TunnelConnection(asyncio.Protocol):
             for stream_id in list(self.session.streams):
                 self.session.abort(stream_id, ErrorCodes.CANCEL)
 
+    def recheck_sessions(self, revoked: frozenset[str]) -> None:
+        self._session_cache = None
+        if self.session is None:
+            return
+        for stream_id, stream in list(self.session.streams.items()):
+            flow = stream.context
+            if isinstance(flow, Flow) and (flow.sid in revoked or flow.jti in revoked):
+                log.info("session of %s revoked: resetting stream %d to %s", flow.user, stream_id,
+                         flow.authority)
+                flow.decision = deny(Reason.SESSION_REVOKED, status=401,
+                                     detail="the session was revoked while the stream was open")
+                self.session.abort(stream_id, ErrorCodes.CANCEL)
+        self.session.flush()
+
+    def _check_session(self, fields: dict[bytes, bytes], flow: Flow) -> Decision | None:
+        """None when the stream may proceed; else the deny. Records the user on the flow."""
+        service = self.state.identity
+        if service is None or not service.config.require_login:
+            return None
+        raw = fields.get(b"proxy-authorization")
+        if not raw:
+            return deny(Reason.LOGIN_REQUIRED, status=401, detail="no session token on the stream")
+        if raw[:7].lower() != b"bearer ":
+            return deny(Reason.SESSION_INVALID, status=401,
+                        detail="proxy-authorization is not a Bearer token")
+        token = raw[7:].strip()
+        now = self.state.clock()
+        host = flow.authority.rpartition(":")[0].strip("[]").lower().rstrip(".")
+        checked = None
+        cached = self._session_cache
+        if cached is not None and cached[0] == token:
+            checked = cached[1]
+            session, principal = checked.session, checked.principal
+            limit = service.config.max_mfa_age_for(host)
+            if (session is None or principal is None or now >= session.expires_at
+                    or session.jti in service.revoked or session.sid in service.revoked
+                    or (limit is not None and (not principal.mfa
+                                               or principal.auth_age_seconds(now) > limit))):
+                checked = None
+        if checked is None:
+            checked = service.check_token(token, self.thumbprint, host, now)
+            if checked.allowed:
+                self._session_cache = (token, checked)
+        if checked.principal is not None:
+            flow.user = checked.principal.username
+        if checked.session is not None:
+            flow.sid, flow.jti = checked.session.sid, checked.session.jti
+        return None if checked.allowed else checked.decision
+
     # -- streams ------------------------------------------------------------------------------
 
     def _request(self, event: ev.RequestReceived) -> None:
@@ -260,10 +335,20 @@ class TunnelConnection(asyncio.Protocol):
         elif self.device_denial is not None:
             self._refuse(stream, self.device_denial)
         elif method == b"CONNECT":
-            self.loop.create_task(self._open(stream, authority))
+            refused = self._check_session(fields, flow)
+            if refused is not None:
+                self._refuse(stream, refused)
+            else:
+                self.loop.create_task(self._open(stream, authority))
         elif method == b"POST" and fields.get(b":path") == b"/v1/renew":
             flow.kind = "renewal"
-            self.session.bind(stream.stream_id, _Collector(self, stream))
+            self.session.bind(stream.stream_id, _Collector(self, stream, self.renew))
+        elif method == b"POST" and self.state.identity is not None \
+                and fields.get(b":path", b"").decode("ascii", "replace") in CONTROL_KINDS:
+            path = fields[b":path"].decode("ascii")
+            flow.kind = CONTROL_KINDS[path]
+            self.session.bind(stream.stream_id, _Collector(
+                self, stream, lambda s, body: self.control(s, path, body)))
         else:
             self._refuse(stream, deny(Reason.REQUEST_INVALID, status=405,
                                       detail=f"method {method.decode('ascii', 'replace')} "
@@ -369,10 +454,11 @@ class TunnelConnection(asyncio.Protocol):
         event = AuditEvent(
             time=flow.started, kind=flow.kind,
             tenant=ident.tenant_id if ident else None, device=ident.device_id if ident else None,
-            destination=flow.authority or None, address=flow.address,
+            destination=(flow.authority or None) if flow.kind == "stream" else None,
+            address=flow.address,
             decision=decision.action.value, reason=decision.reason.value,
             message_ja=None if decision.allowed else decision.message_ja,
-            message_en=None if decision.allowed else decision.message_en,
+            message_en=None if decision.allowed else decision.message_en, user=flow.user,
             detail=decision.detail or None,
             bytes_up=stream.bytes_received, bytes_down=stream.bytes_sent,
             duration_seconds=round(time.monotonic() - flow.started_monotonic, 6))
@@ -413,12 +499,46 @@ class TunnelConnection(asyncio.Protocol):
         session.end(stream.stream_id)
 
 
-class _Collector(BodyEndpoint):
-    """Gathers a renewal request's CSR; at its end the connection answers it."""
+    # -- login service -------------------------------------------------------------------------
 
-    def __init__(self, owner: TunnelConnection, stream: Stream) -> None:
+    async def control(self, stream: Stream, path: str, body: bytes) -> None:
+        """Answer a login-service request (directory, IdP and store I/O in a thread)."""
+        session, service = self.session, self.state.identity
+        assert session is not None and service is not None and self.identity is not None
+        try:
+            reply = await asyncio.to_thread(service.handle, path, self.identity, self.thumbprint,
+                                            body)
+        except Exception:  # handle() does not raise; if it ever does, fail closed
+            log.exception("login request %s failed", path)
+            reply = ControlReply(deny(Reason.INTERNAL_ERROR, status=500))
+        if stream.finished:
+            return
+        flow: Flow = stream.context
+        flow.decision, flow.user = reply.audit or reply.decision, reply.user
+        if reply.payload is not None and reply.decision.allowed:
+            out = [(b":status", b"200"), (b"content-type", b"application/json"),
+                   (b"cache-control", b"no-store")]
+            body_out = json.dumps(reply.payload, ensure_ascii=False).encode("utf-8")
+        else:
+            out, body_out = headers.response_headers(reply.decision), b""
+        try:
+            session.conn.send_headers(stream.stream_id, out)
+        except ProtocolError:
+            session.abort(stream.stream_id, ErrorCodes.CANCEL)
+            return
+        if body_out:
+            session.send(stream.stream_id, body_out)
+        session.end(stream.stream_id)
+        session.flush()
+
+
+class _Collector(BodyEndpoint):
+    """Gathers a small request body (a CSR, a login request); at its end `answer` runs."""
+
+    def __init__(self, owner: TunnelConnection, stream: Stream,
+                 answer: Callable[[Stream, bytes], Coroutine[Any, Any, None]]) -> None:
         super().__init__(MAX_RENEW_BODY_BYTES)
-        self.owner, self.stream = owner, stream
+        self.owner, self.stream, self.answer = owner, stream, answer
 
     def write(self, data: bytes) -> None:
         super().write(data)
@@ -428,4 +548,4 @@ class _Collector(BodyEndpoint):
 
     def write_eof(self) -> None:
         if not self.overflowed:
-            self.owner.loop.create_task(self.owner.renew(self.stream, bytes(self.body)))
+            self.owner.loop.create_task(self.answer(self.stream, bytes(self.body)))

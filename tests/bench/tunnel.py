@@ -302,7 +302,8 @@ def run(console: Console, args: argparse.Namespace, work: Path, payload: Path, s
         o = origins.info
         host = o["host"]
         broker = BrokerProcess(work / "broker", allowed_ports=[o["http_port"], o["https_port"], o["bulk_port"]],
-                               allowed_networks=[f"{host}/32"])
+                               allowed_networks=[f"{host}/32"],
+                               identity_toml="[identity]\nrequire_login = false\n")
         stack.callback(broker.close)
         broker.start()
         broker.add_tenant(TENANT, "ベンチ市")

@@ -106,7 +106,13 @@ def origins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalOrigins]:
     o.close()
 
 
+# Tunnel tests that are not about identity run without login; tests/integration/test_login*.py
+# turn it on with a directory and an OIDC provider.
+NO_LOGIN = "[identity]\nrequire_login = false\n"
+
+
 def make_broker(root: Path, origins: LocalOrigins, **kwargs: object) -> BrokerProcess:
+    kwargs.setdefault("identity_toml", NO_LOGIN)
     broker = BrokerProcess(root, allowed_ports=[origins.http_port, origins.https_port],
                            allowed_networks=[f"{origins.host}/32"], **kwargs)  # type: ignore[arg-type]
     broker.start()

@@ -88,7 +88,7 @@ def test_rendered_names_and_ports_parse_back(name: str, ports: list[int]) -> Non
 def test_config_file_says_what_it_is() -> None:
     text = rendered()
     assert text.startswith("# Sekimori broker configuration")
-    assert set(tomllib.loads(text)) == {"broker", "destinations", "audit"}
+    assert set(tomllib.loads(text)) == {"broker", "destinations", "audit", "identity"}
 
 
 @pytest.mark.parametrize("field, value", [

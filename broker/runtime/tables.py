@@ -1,0 +1,94 @@
+"""The broker's tables as its queries see them (SQLAlchemy Core), in one place.
+
+The schema itself is created by the Alembic migrations in broker/migrations;
+tests/integration/test_store.py checks that the two agree. Times are DOUBLE PRECISION epoch
+seconds (UTC).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import sqlalchemy as sa
+
+from ztcore.errors import ZTError
+
+
+class StoreError(ZTError):
+    """The database refused or failed an operation; the message says which and why."""
+
+
+_md = sa.MetaData()
+tenants = sa.Table(
+    "tenants", _md,
+    sa.Column("id", sa.String(63), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.Double(), nullable=False),
+)
+enrolment_codes = sa.Table(
+    "enrolment_codes", _md,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("tenant_id", sa.String(63), sa.ForeignKey("tenants.id"), nullable=False,
+              index=True),
+    sa.Column("code_hash", sa.String(64), nullable=False, unique=True, index=True),
+    sa.Column("label", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.Double(), nullable=False),
+    sa.Column("expires_at", sa.Double(), nullable=False),
+    sa.Column("used_at", sa.Double(), nullable=True),
+    sa.Column("used_by_device", sa.String(128), nullable=True),
+)
+devices = sa.Table(
+    "devices", _md,
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("tenant_id", sa.String(63), sa.ForeignKey("tenants.id"), nullable=False,
+              index=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.Double(), nullable=False),
+    sa.Column("cert_serial", sa.String(128), nullable=False),
+    sa.Column("cert_fingerprint", sa.String(128), nullable=False),
+    sa.Column("cert_not_after", sa.Double(), nullable=False),
+    sa.Column("revoked_at", sa.Double(), nullable=True),
+    sa.Column("revoke_reason", sa.String(200), nullable=False),
+    sa.Column("last_seen_at", sa.Double(), nullable=True),
+)
+meta = sa.Table(
+    "meta", _md,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("devices_revision", sa.BigInteger(), nullable=False),
+    sa.Column("sessions_revision", sa.BigInteger(), nullable=False, server_default="0"),
+)
+totp_factors = sa.Table(
+    "totp_factors", _md,
+    sa.Column("tenant_id", sa.String(63), sa.ForeignKey("tenants.id"), primary_key=True),
+    sa.Column("username", sa.String(256), primary_key=True),
+    sa.Column("sealed_secret", sa.LargeBinary(), nullable=False),
+    sa.Column("created_at", sa.Double(), nullable=False),
+    sa.Column("last_accepted_step", sa.BigInteger(), nullable=False),
+    sa.Column("failure_times", sa.String(400), nullable=False),
+    sa.Column("consecutive_failures", sa.Integer(), nullable=False),
+)
+login_sessions = sa.Table(
+    "login_sessions", _md,
+    sa.Column("sid", sa.String(128), primary_key=True),
+    sa.Column("tenant_id", sa.String(63), sa.ForeignKey("tenants.id"), nullable=False,
+              index=True),
+    sa.Column("device_id", sa.String(128), nullable=False),
+    sa.Column("subject", sa.String(256), nullable=False),
+    sa.Column("username", sa.String(256), nullable=False),
+    sa.Column("idp", sa.String(256), nullable=False),
+    sa.Column("methods", sa.String(200), nullable=False),
+    sa.Column("auth_time", sa.Double(), nullable=False),
+    sa.Column("created_at", sa.Double(), nullable=False),
+    sa.Column("expires_at", sa.Double(), nullable=False),
+    sa.Column("revoked_at", sa.Double(), nullable=True),
+    sa.Column("revoke_reason", sa.String(200), nullable=False),
+)
+revoked_tokens = sa.Table(
+    "revoked_tokens", _md,
+    sa.Column("jti", sa.String(128), primary_key=True),
+    sa.Column("tenant_id", sa.String(63), nullable=False),
+    sa.Column("revoked_at", sa.Double(), nullable=False),
+    sa.Column("expires_at", sa.Double(), nullable=False),
+)
+METADATA: Final = _md
