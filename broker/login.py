@@ -14,6 +14,7 @@ say so (`idp_bridge.oidc`); the same `require_mfa` applies.
 from __future__ import annotations
 
 import json
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -146,3 +147,43 @@ def session_summary(principal: Principal, sid: str, expires_at: float,
         "auth_time": principal.auth_time, "idp": principal.idp, "tenant": principal.tenant,
         "expires_at": expires_at, "session_expires_at": session_expires_at,
     }
+
+
+class LoginThrottle:
+    """Failed password logins per device: after `max_failures` within `window_seconds` the
+    device must wait. It keeps a stolen laptop from trying passwords against the directory,
+    which would also lock the real users out (AD's lockout counts every bad bind). Sans-IO:
+    `now` is passed in; bounded to `max_keys` devices (the oldest is forgotten first).
+    """
+
+    def __init__(self, max_failures: int = 10, window_seconds: float = 300.0,
+                 max_keys: int = 100_000) -> None:
+        self.max_failures, self.window_seconds, self.max_keys = max_failures, window_seconds, max_keys
+        self._failures: dict[str, deque[float]] = {}
+
+    def retry_after(self, key: str, now: float) -> float:
+        """Seconds until `key` may try again; 0 when it may now."""
+        times = self._failures.get(key)
+        if times is None:
+            return 0.0
+        while times and now - times[0] >= self.window_seconds:
+            times.popleft()
+        if not times:
+            del self._failures[key]
+            return 0.0
+        return times[0] + self.window_seconds - now if len(times) >= self.max_failures else 0.0
+
+    def failed(self, key: str, now: float) -> None:
+        times = self._failures.pop(key, None) or deque(maxlen=self.max_failures)
+        times.append(now)
+        self._failures[key] = times   # re-inserted: the dict's order is least recently failed
+        while len(self._failures) > self.max_keys:
+            del self._failures[next(iter(self._failures))]
+
+    def succeeded(self, key: str) -> None:
+        self._failures.pop(key, None)
+
+
+def throttled(retry_after_seconds: float) -> Decision:
+    return deny(Reason.LOGIN_RATE_LIMITED, status=429,
+                detail=f"try again in {max(1, round(retry_after_seconds))} s")

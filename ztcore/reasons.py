@@ -81,6 +81,7 @@ class Reason(str, Enum):
     LOGGED_OUT = "logged-out"
     LOGIN_METHOD_UNKNOWN = "login-method-unknown"
     TOTP_NOT_ENROLLED = "totp-not-enrolled"
+    LOGIN_RATE_LIMITED = "login-rate-limited"
     # identity: OpenID Connect relying party (idp_bridge/oidc.py)
     OIDC_LOGIN_OK = "oidc-login-ok"
     OIDC_STATE_INVALID = "oidc-state-invalid"
@@ -276,6 +277,9 @@ REASON_TEXT: dict[Reason, ReasonText] = {
     Reason.TOTP_NOT_ENROLLED: ReasonText(
         "ワンタイムパスワード（TOTP）が登録されていません。情報システム課に登録を依頼してください。",
         "No one-time password (TOTP) is enrolled for you. Ask your IT department to enrol one."),
+    Reason.LOGIN_RATE_LIMITED: ReasonText(
+        "ログインの失敗が続いたため、この端末からのログインを一時的に止めています。しばらく待ってください。",
+        "Too many failed logins from this device: wait a few minutes before trying again."),
     Reason.OIDC_LOGIN_OK: ReasonText(
         "シングルサインオンでログインしました。", "The single sign-on login succeeded."),
     Reason.OIDC_STATE_INVALID: ReasonText(

@@ -22,6 +22,7 @@ from typing import Any, Final, Protocol
 
 from broker.identity_config import DirectorySource, IdentityConfig, OidcSource
 from broker.login import (
+    LoginThrottle,
     PasswordLogin,
     directory_principal,
     mfa_gate,
@@ -29,6 +30,7 @@ from broker.login import (
     parse_password_login,
     session_summary,
     text_field,
+    throttled,
     totp_account,
 )
 from broker.pki import DeviceIdentity
@@ -108,6 +110,7 @@ class IdentityService:
     directories: dict[tuple[str, str], Directory] = field(default_factory=dict)
     parties: dict[tuple[str, str], RelyingParty] = field(default_factory=dict)
     pending: PendingLogins = field(default_factory=PendingLogins)
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -164,7 +167,17 @@ class IdentityService:
         source = _pick(self.config.directories_for(device.tenant_id), request.method)
         if source is None:
             return ControlReply(_unknown_method(request.method, "password"), user=request.username)
-        return self._directory_login(device, thumbprint, source, request)
+        with self._lock:
+            wait = self.throttle.retry_after(device.device_id, self.clock())
+        if wait > 0:
+            return ControlReply(throttled(wait), user=request.username)
+        reply = self._directory_login(device, thumbprint, source, request)
+        with self._lock:
+            if reply.decision.allowed:
+                self.throttle.succeeded(device.device_id)
+            elif reply.decision.reason in _GUESSES:
+                self.throttle.failed(device.device_id, self.clock())
+        return reply
 
     def _directory_login(self, device: DeviceIdentity, thumbprint: str, source: DirectorySource,
                          request: PasswordLogin) -> ControlReply:
@@ -293,6 +306,11 @@ class IdentityService:
                                          sid=session.sid, device_id=device.device_id)
         return ControlReply(allow(Reason.LOGGED_OUT), {"sid": session.sid},
                             user=checked.principal.username)
+
+
+# Refusals that mean "a wrong secret was tried" (not a directory outage or a disabled account).
+_GUESSES: Final = frozenset({Reason.CREDENTIALS_INVALID, Reason.USER_NOT_FOUND, Reason.TOTP_INVALID,
+                             Reason.TOTP_REPLAYED, Reason.USERNAME_INVALID})
 
 
 def _pick(sources: Sequence[DirectorySource] | Sequence[OidcSource],

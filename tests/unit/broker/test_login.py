@@ -101,3 +101,21 @@ def test_the_session_summary_has_no_secret_but_the_user_facts() -> None:
     summary = session_summary(principal, "sid-1", NOW + 900, NOW + 43200)
     assert summary["methods"] == ["otp", "pwd"] and summary["user"] == "yamada-taro"
     assert "token" not in summary and "password" not in json.dumps(summary)
+
+
+def test_the_login_throttle_stops_a_device_after_ten_failures_for_five_minutes() -> None:
+    from broker.login import LoginThrottle
+
+    throttle = LoginThrottle(max_failures=10, window_seconds=300, max_keys=3)
+    for i in range(9):
+        throttle.failed("laptop-1", NOW + i)
+    assert throttle.retry_after("laptop-1", NOW + 9) == 0
+    throttle.failed("laptop-1", NOW + 9)
+    assert throttle.retry_after("laptop-1", NOW + 10) == pytest.approx(290)
+    assert throttle.retry_after("laptop-2", NOW + 10) == 0          # other devices unaffected
+    assert throttle.retry_after("laptop-1", NOW + 300) == 0         # the first failure aged out
+    throttle.succeeded("laptop-1")
+    assert throttle.retry_after("laptop-1", NOW + 10) == 0
+    for key in ("a", "b", "c", "d"):
+        throttle.failed(key, NOW)
+    assert len(throttle._failures) == 3 and "a" not in throttle._failures   # bounded
