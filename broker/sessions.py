@@ -495,3 +495,22 @@ class SessionAuthority:
                 Decision(Action.DENY, (Reason.INTERNAL_ERROR,), status=500, detail=str(error)),
                 principal, old))
         return SessionRefresh(SessionDecision(checked.decision, principal, session), new_token)
+
+
+def still_valid(checked: SessionDecision, now: float, revoked_jtis: Container[str],
+                max_mfa_age_seconds: int | None) -> bool:
+    """Whether an allowed decision for a token, made earlier, still holds at `now`.
+
+    The tunnel keeps the last allowed decision per connection and asks this on each new stream
+    instead of verifying the signature again. It re-checks every fact that changes with time or
+    place: expiry, revocation and the destination's step-up limit; False means "verify again"
+    (which then gives the deny with its reason).
+    """
+    session, principal = checked.session, checked.principal
+    if not checked.allowed or session is None or principal is None:
+        return False
+    if now >= session.expires_at or session.jti in revoked_jtis or session.sid in revoked_jtis:
+        return False
+    if max_mfa_age_seconds is not None:
+        return principal.mfa and principal.auth_age_seconds(now) <= max_mfa_age_seconds
+    return True

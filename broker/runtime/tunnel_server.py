@@ -41,7 +41,7 @@ from broker.pki import DeviceIdentity, device_identity
 from broker.registry import RegistrySnapshot
 from broker.runtime.audit_sink import AuditSink
 from broker.runtime.identity_service import CONTROL_KINDS, ControlReply, IdentityService
-from broker.sessions import SessionDecision, thumbprint_of
+from broker.sessions import SessionDecision, still_valid, thumbprint_of
 from ztcore import h2tuning, headers
 from ztcore.audit import AuditEvent
 from ztcore.authority import AuthorityError, parse_authority
@@ -287,15 +287,9 @@ class TunnelConnection(asyncio.Protocol):
         host = flow.authority.rpartition(":")[0].strip("[]").lower().rstrip(".")
         checked = None
         cached = self._session_cache
-        if cached is not None and cached[0] == token:
+        if cached is not None and cached[0] == token and still_valid(
+                cached[1], now, service.revoked, service.config.max_mfa_age_for(host)):
             checked = cached[1]
-            session, principal = checked.session, checked.principal
-            limit = service.config.max_mfa_age_for(host)
-            if (session is None or principal is None or now >= session.expires_at
-                    or session.jti in service.revoked or session.sid in service.revoked
-                    or (limit is not None and (not principal.mfa
-                                               or principal.auth_age_seconds(now) > limit))):
-                checked = None
         if checked is None:
             checked = service.check_token(token, self.thumbprint, host, now)
             if checked.allowed:

@@ -299,3 +299,19 @@ def test_shell_randomness_helpers() -> None:
     token = SessionAuthority(CONFIG, KeyRing(key)).issue(PRINCIPAL, DEVICE, NOW, LIFETIME,
                                                          sessions.new_jti())
     assert SessionAuthority(CONFIG, KeyRing(key)).verify(token, DEVICE, NOW, NO_REVOCATIONS).allowed
+
+
+def test_a_cached_decision_holds_until_expiry_revocation_or_step_up() -> None:
+    from broker.sessions import still_valid
+    from tests.unit.broker.sessions_harness import AUTHORITY, DEVICE, NOW, TOKEN, principal, verify
+
+    checked = verify(TOKEN)
+    assert still_valid(checked, NOW + 1, frozenset(), None)
+    assert not still_valid(checked, NOW + 600, frozenset(), None)              # expired
+    assert not still_valid(checked, NOW + 1, frozenset({"jti-1"}), None)       # revoked token
+    assert not still_valid(checked, NOW + 1, frozenset({checked.session.sid}), None)  # type: ignore[union-attr]
+    assert still_valid(checked, NOW + 1, frozenset(), 120)                     # 61.5 s ago
+    assert not still_valid(checked, NOW + 1, frozenset(), 30)                  # step-up
+    assert not still_valid(verify(TOKEN, device="x" * 43), NOW, frozenset(), None)   # a deny
+    no_mfa = AUTHORITY.issue(principal(mfa=False), DEVICE, NOW, 600, jti="jti-2")
+    assert not still_valid(verify(no_mfa), NOW + 1, frozenset(), 3600)
