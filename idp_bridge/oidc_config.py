@@ -98,9 +98,11 @@ def safe_return_to(value: str | None) -> str | None:
     "javascript:alert(1)", "http:/evil"), a scheme-relative "//evil.example", any backslash
     ("/\\evil.example": browsers read it as "/"), spaces and controls (browsers drop tabs and
     newlines, so "/\\t/evil" would become "//evil"), "//" and "."/".." segments anywhere in the
-    path, and a path that becomes one of those when percent-decoded once: "/%2F%2Fevil.example"
-    is refused, because a framework or a second redirect that decodes it sends the user to
-    //evil.example.
+    path, and a path that becomes one of those when percent-decoded once (or then NFKC-folded,
+    as some servers do: "%EF%BC%8F" is a full-width "／"): "/%2F%2Fevil.example" is refused,
+    because a framework or a second redirect that decodes it sends the user to //evil.example.
+    Encoded non-ASCII text ("/%E7%A8%8E/list") and an encoded slash inside a segment ("/a%2Fb")
+    are accepted.
     """
     if value is None or value == "":
         return "/"
@@ -111,7 +113,8 @@ def safe_return_to(value: str | None) -> str | None:
     path = re.split(r"[?#]", value, maxsplit=1)[0]
     if _unsafe_path(path, decoded=False):
         return None
-    if _unsafe_path(unquote(path, errors="replace"), decoded=True):
+    decoded = unquote(path, errors="replace")
+    if any(_unsafe_path(form, decoded=True) for form in (decoded, unicodedata.normalize("NFKC", decoded))):
         return None
     return value
 
@@ -232,7 +235,8 @@ def _validate(c: OidcProviderConfig) -> None:
                                             + ", ".join(sorted(ASYMMETRIC_ALGORITHMS)))
     leeway = c.leeway_seconds
     if isinstance(leeway, bool) or not isinstance(leeway, int) or not 0 <= leeway <= MAX_LEEWAY_SECONDS:
-        raise _fail("leeway_seconds", f"expected whole seconds from 0 to {MAX_LEEWAY_SECONDS}, got {leeway!r}")
+        raise _fail("leeway_seconds",
+                    f"expected whole seconds from 0 to {MAX_LEEWAY_SECONDS}, got {leeway!r}")
     age = c.max_auth_age_seconds
     if age is not None and (isinstance(age, bool) or not isinstance(age, int | float)
                             or not math.isfinite(age) or not 0 < age <= MAX_AUTH_AGE_SECONDS):
@@ -240,7 +244,8 @@ def _validate(c: OidcProviderConfig) -> None:
                     f"expected seconds, more than 0 and at most {MAX_AUTH_AGE_SECONDS}, got {age!r}")
     method = c.token_endpoint_auth_method
     if method not in AUTH_METHODS:
-        raise _fail("token_endpoint_auth_method", f"expected one of {', '.join(AUTH_METHODS)}, got {method!r}")
+        raise _fail("token_endpoint_auth_method",
+                    f"expected one of {', '.join(AUTH_METHODS)}, got {method!r}")
     if (method == "none") != (c.client_secret is None):
         raise _fail("token_endpoint_auth_method",
                     "'none' is for a public client, which has no client_secret" if method == "none"
