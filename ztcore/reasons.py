@@ -198,14 +198,14 @@ REASON_TEXT: dict[Reason, ReasonText] = {
     Reason.SESSION_VALID: ReasonText(
         "ログインセッションは有効です。", "The login session is valid."),
     Reason.SESSION_INVALID: ReasonText(
-        "ログイン情報が正しくありません。もう一度ログインしてください。",
-        "The login session is not valid. Log in again."),
+        "ログイン情報が正しくありません。もう一度ログインしてください（sekimori-agent login）。",
+        "The login session is not valid. Log in again (sekimori-agent login)."),
     Reason.SESSION_EXPIRED: ReasonText(
-        "ログインの有効期限が切れました。もう一度ログインしてください。",
-        "Your login has expired. Log in again."),
+        "ログインの有効期限が切れました。もう一度ログインしてください（sekimori-agent login）。",
+        "Your login has expired. Log in again (sekimori-agent login)."),
     Reason.SESSION_REVOKED: ReasonText(
-        "このログインセッションは取り消されました。もう一度ログインしてください。",
-        "This login session has been revoked. Log in again."),
+        "このログインセッションは取り消されました。もう一度ログインしてください（sekimori-agent login）。",
+        "This login session has been revoked. Log in again (sekimori-agent login)."),
     Reason.SESSION_DEVICE_MISMATCH: ReasonText(
         "このログインセッションは別の端末のものです。この端末でログインしてください。",
         "This login session belongs to another device. Log in on this device."),
@@ -214,8 +214,9 @@ REASON_TEXT: dict[Reason, ReasonText] = {
         "This app requires multi-factor authentication. Log in again with "
         "multi-factor authentication."),
     Reason.MFA_TOO_OLD: ReasonText(
-        "このアプリを使うには、もう一度認証してください（多要素認証の再確認）。",
-        "This app needs a recent multi-factor authentication. Authenticate again."),
+        "このアプリを使うには、もう一度認証してください（多要素認証の再確認: sekimori-agent login）。",
+        "This app needs a recent multi-factor authentication. Authenticate again "
+        "(sekimori-agent login)."),
     Reason.DIRECTORY_LOGIN_OK: ReasonText(
         "ディレクトリでのログインを確認しました。", "The directory login succeeded."),
     Reason.USERNAME_INVALID: ReasonText(
