@@ -59,6 +59,8 @@ def ad_bind_failure(diagnostic: str) -> Verdict:
 # -- AD: userAccountControl and friends, after a good bind -----------------------------------------
 UF_ACCOUNTDISABLE = 0x0002
 UF_LOCKOUT = 0x0010
+UF_DONT_EXPIRE_PASSWD = 0x0001_0000
+UF_SMARTCARD_REQUIRED = 0x0004_0000
 UF_PASSWORD_EXPIRED = 0x0080_0000
 FILETIME_NEVER = 0x7FFF_FFFF_FFFF_FFFF
 _FILETIME_EPOCH_OFFSET_SECONDS = 11_644_473_600  # 1601-01-01 to 1970-01-01
@@ -111,14 +113,19 @@ def ad_account_state(attrs: Attributes, now: float) -> Verdict | None:
                        f"accountExpires {expires} is in the past")
     if flags & UF_LOCKOUT:
         return Verdict(Reason.ACCOUNT_LOCKED, f"userAccountControl {flags:#x} has LOCKOUT (0x10)")
-    if flags & UF_PASSWORD_EXPIRED:
-        return Verdict(Reason.PASSWORD_EXPIRED,
-                       f"userAccountControl {flags:#x} has PASSWORD_EXPIRED (0x800000)")
     pwd_last_set = _integer(attrs, "pwdLastSet")
     if isinstance(pwd_last_set, Verdict):
         return pwd_last_set
-    if pwd_last_set == 0:
+    # pwdLastSet 0 means "must change" only for an account whose password can expire: with
+    # DONT_EXPIRE_PASSWD or SMARTCARD_REQUIRED the DC lets the bind through and does not set
+    # PASSWORD_EXPIRED ([MS-ADTS] 3.1.1.4.5.17, [MS-SAMR] PasswordMustChange; observed on Samba
+    # 4.17). A DC sets PASSWORD_EXPIRED for "must change" too, and refuses that bind with 773
+    # (must change), not 532 (expired): pwdLastSet 0 is read first, so both paths agree.
+    if pwd_last_set == 0 and not uac & (UF_DONT_EXPIRE_PASSWD | UF_SMARTCARD_REQUIRED):
         return Verdict(Reason.PASSWORD_MUST_CHANGE, "pwdLastSet is 0 (must change at next logon)")
+    if flags & UF_PASSWORD_EXPIRED:
+        return Verdict(Reason.PASSWORD_EXPIRED,
+                       f"userAccountControl {flags:#x} has PASSWORD_EXPIRED (0x800000)")
     return None
 
 

@@ -27,7 +27,7 @@ def windows(code: str) -> str:
 
 
 def samba(code: str) -> str:
-    """Samba AD DC's version of the same message (as recorded in ../shared/peers/README.md)."""
+    """Samba AD DC's version of the same message (4.17, tests/integration/test_ad_directory.py)."""
     return f"80090308: LdapErr: DSID-0C0903A9, comment: AcceptSecurityContext error, data {code}, v1db1"
 
 
@@ -83,13 +83,21 @@ FINE = {"uac": 0x200, "pwd_last_set": FILETIME_NOW - 30 * DAY, "expires": FILETI
     ({"uac": 0x800200}, Reason.PASSWORD_EXPIRED),
     ({"computed": 0x800000}, Reason.PASSWORD_EXPIRED),
     ({"pwd_last_set": 0}, Reason.PASSWORD_MUST_CHANGE),
+    # ... unless the password never expires (or a smart card is required): the DC lets the bind
+    # through and leaves PASSWORD_EXPIRED out (Samba 4.17: uac 0x10200, pwdLastSet 0, computed 0)
+    ({"uac": 0x10200, "pwd_last_set": 0, "computed": 0}, None),
+    ({"uac": 0x40200, "pwd_last_set": 0}, None),
+    ({"uac": 0x10200, "pwd_last_set": 0, "computed": 0x800000}, Reason.PASSWORD_EXPIRED),
     ({"expires": FILETIME_NOW - 1}, Reason.ACCOUNT_EXPIRED),
     ({"expires": FILETIME_NOW}, Reason.ACCOUNT_EXPIRED),
-    # several at once: disabled wins, then expired, locked, password expired, must change
+    # several at once: disabled wins, then expired, locked, must change, password expired
     ({"uac": 0x800212, "pwd_last_set": 0, "expires": 1}, Reason.ACCOUNT_DISABLED),
     ({"uac": 0x800210, "pwd_last_set": 0, "expires": 1}, Reason.ACCOUNT_EXPIRED),
     ({"uac": 0x800210, "pwd_last_set": 0}, Reason.ACCOUNT_LOCKED),
-    ({"uac": 0x800200, "pwd_last_set": 0}, Reason.PASSWORD_EXPIRED),
+    # Samba 4.17 for a "must change" account: computed PASSWORD_EXPIRED, and its bind gets 773
+    ({"uac": 0x200, "computed": 0x800000, "pwd_last_set": 0}, Reason.PASSWORD_MUST_CHANGE),
+    ({"uac": 0x800200, "pwd_last_set": 0}, Reason.PASSWORD_MUST_CHANGE),
+    ({"uac": 0x200, "computed": 0x800000, "pwd_last_set": "x"}, Reason.ACCOUNT_STATE_UNKNOWN),
     # unreadable state fails closed
     ({"uac": "abc"}, Reason.ACCOUNT_STATE_UNKNOWN),
     ({"expires": "soon"}, Reason.ACCOUNT_STATE_UNKNOWN),
