@@ -68,7 +68,10 @@ class DirectoryKind(str, Enum):
 # Defaults that depend on the kind of directory; an empty string in the config means "this".
 _KIND_DEFAULTS: dict[DirectoryKind, dict[str, str]] = {
     DirectoryKind.AD: {
-        "user_filter": "(&(objectCategory=person)(objectClass=user)(sAMAccountName={username}))",
+        # Staff type their logon name (tanaka), their UPN (tanaka@city.example.lg.jp) or the
+        # down-level form (CITY\\tanaka, reduced to tanaka by `account_name`).
+        "user_filter": "(&(objectCategory=person)(objectClass=user)"
+                       "(|(sAMAccountName={username})(userPrincipalName={username})))",
         "username_attribute": "sAMAccountName",
         "group_filter": "(objectClass=group)",
         "nested_groups": "in-chain",
@@ -261,9 +264,24 @@ def precheck(username: str, password: str) -> AuthOutcome | None:
     return None
 
 
+_NETBIOS_DOMAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,14}")
+
+
+def account_name(config: DirectoryConfig, username: str) -> str:
+    """What to look up for a typed user name: for AD, `DOMAIN\\name` (the down-level logon name
+    Windows shows) becomes `name`. The password is still checked against this directory's
+    account, so a wrong domain prefix gains nothing."""
+    if config.kind is DirectoryKind.AD:
+        domain, sep, name = username.partition("\\")
+        if sep and name and _NETBIOS_DOMAIN.fullmatch(domain):
+            return name
+    return username
+
+
 def user_search_filter(config: DirectoryConfig, username: str) -> str:
     """The configured filter with the user name escaped into it (RFC 4515)."""
-    return config.user_filter.replace(USERNAME_PLACEHOLDER, escape_filter_value(username))
+    return config.user_filter.replace(USERNAME_PLACEHOLDER,
+                                      escape_filter_value(account_name(config, username)))
 
 
 def user_attributes(config: DirectoryConfig) -> tuple[str, ...]:

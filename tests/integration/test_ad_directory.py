@@ -427,3 +427,17 @@ def test_parallel_logins_from_threads(dc: peer.SambaDC) -> None:
         assert outcome.ok is ok, (username, outcome)
         if ok:
             assert outcome.user is not None and outcome.user.username == username
+
+
+@pytest.mark.parametrize("typed", ["alice", "ALICE", "CITY\\alice", "city\\alice",
+                                   "alice@city.example.lg.jp"])
+def test_staff_may_type_the_logon_name_the_upn_or_the_down_level_name(
+        dc: peer.SambaDC, typed: str) -> None:
+    outcome = login(ad(dc), typed, PW["alice"])
+    assert outcome.ok and outcome.user is not None and outcome.user.username == "alice", outcome
+
+
+@pytest.mark.parametrize("typed", ["CITY\\alice\\x", "\\alice", "A-VERY-LONG-DOMAIN-NAME\\alice",
+                                   "alice@other.example"])
+def test_other_spellings_do_not_find_the_user(dc: peer.SambaDC, typed: str) -> None:
+    assert login(ad(dc), typed, PW["alice"]).reason is Reason.USER_NOT_FOUND

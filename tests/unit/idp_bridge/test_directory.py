@@ -264,3 +264,18 @@ def test_outcome_values() -> None:
         AuthOutcome(Reason.DIRECTORY_LOGIN_OK)
     with pytest.raises(LocalProtocolError):
         AuthOutcome(Reason.CREDENTIALS_INVALID, user)
+
+
+@pytest.mark.parametrize(("typed", "looked_up"), [
+    ("tanaka", "tanaka"), ("CITY\\tanaka", "tanaka"), ("city.hq\\tanaka", "tanaka"),
+    ("\\tanaka", "\\tanaka"), ("CITY\\", "CITY\\"),
+    ("TOO-LONG-FOR-NETBIOS\\tanaka", "TOO-LONG-FOR-NETBIOS\\tanaka"),
+    ("tanaka@city.example.lg.jp", "tanaka@city.example.lg.jp"),
+])
+def test_ad_down_level_logon_names_are_reduced_to_the_account_name(typed: str, looked_up: str) -> None:
+    from idp_bridge.directory import account_name
+
+    ad = parse_directory_config({"servers": ["ldaps://dc1"], "base_dn": "DC=x", "bind_dn": "svc",
+                                 "bind_password": "p", "kind": "ad"})
+    assert account_name(ad, typed) == looked_up
+    assert account_name(GENERIC, "CITY\\tanaka") == "CITY\\tanaka"     # only AD has this form
