@@ -6,6 +6,7 @@ require_login = true            # every stream needs a session token (login-requ
 require_mfa = true              # MIC β / β': a login without a second factor is refused
 token_lifetime_seconds = 900    # one session token; the agent refreshes it before then
 max_session_seconds = 43200     # from the interactive login, across refreshes: a working day
+issuer = "urn:sekimori:sessions" # the same on every broker sharing a store: tokens work at all
 
 [[identity.directory]]          # Active Directory or another LDAP directory, per tenant
 tenant = "demo-city"
@@ -82,6 +83,7 @@ class IdentityConfig:
     require_mfa: bool = True
     token_lifetime_seconds: int = 900
     max_session_seconds: int = 12 * 3600
+    issuer: str = "urn:sekimori:sessions"
     directories: tuple[DirectorySource, ...] = ()
     oidc: tuple[OidcSource, ...] = ()
     step_up: tuple[StepUpRule, ...] = ()
@@ -155,7 +157,7 @@ def parse_identity_config(raw: Mapping[str, Any]) -> IdentityConfig:
     if not isinstance(raw, Mapping):
         raise ConfigError("identity: expected a table")
     known = {"require_login", "require_mfa", "token_lifetime_seconds", "max_session_seconds",
-             "directory", "oidc", "step_up"}
+             "issuer", "directory", "oidc", "step_up"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"identity.{unknown[0]}: unknown setting")
@@ -164,6 +166,9 @@ def parse_identity_config(raw: Mapping[str, Any]) -> IdentityConfig:
     if lifetime > session:
         raise ConfigError("identity.token_lifetime_seconds: must be at most "
                           "identity.max_session_seconds")
+    issuer = raw.get("issuer", "urn:sekimori:sessions")
+    if not isinstance(issuer, str) or not issuer.strip() or len(issuer) > 200:
+        raise ConfigError(f"identity.issuer: expected a name (a URN or URL), got {issuer!r}")
     directories = []
     for i, entry in enumerate(_entries(raw, "directory")):
         path = f"identity.directory[{i}]"
@@ -191,5 +196,5 @@ def parse_identity_config(raw: Mapping[str, Any]) -> IdentityConfig:
     return IdentityConfig(
         require_login=_bool(raw, "require_login", True),
         require_mfa=_bool(raw, "require_mfa", True),
-        token_lifetime_seconds=lifetime, max_session_seconds=session,
+        token_lifetime_seconds=lifetime, max_session_seconds=session, issuer=issuer,
         directories=tuple(directories), oidc=tuple(providers), step_up=tuple(rules))

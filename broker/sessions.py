@@ -36,7 +36,7 @@ import json
 import math
 import re
 import secrets
-from collections.abc import Container, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -134,6 +134,16 @@ class KeyRing:
         retired = PreviousKey(self.active_kid, self.active.public_key(), now + grace_seconds)
         kept = tuple(key for key in self.previous if key.accept_until > now)
         return KeyRing(new_key, (retired, *kept))
+
+    def with_peer_keys(self, peers: Iterable[PreviousKey]) -> KeyRing:
+        """This ring plus the published keys of the other brokers sharing the store (a token
+        issued by one broker is good at every other); keys it already holds are kept as they are."""
+        known = {self.active_kid, *(key.kid for key in self.previous)}
+        extra: dict[str, PreviousKey] = {}
+        for key in peers:
+            if key.kid not in known:
+                extra.setdefault(key.kid, key)
+        return KeyRing(self.active, (*self.previous, *extra.values()))
 
     def verification_key(self, kid: str, now: float) -> Ed25519PublicKey | None:
         if kid == self.active_kid:

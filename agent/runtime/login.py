@@ -45,28 +45,44 @@ class LoginError(Exception):
         self.decision = decision
 
 
-async def _call(config: AgentConfig, requests: list[tuple[str, dict[str, Any]]]) -> list[BrokerReply]:
-    client = TunnelClient(config)
-    client.start()
-    try:
+class BrokerSession:
+    """One tunnel connection for the requests of one command (an SSO login's begin and complete
+    go to the same broker, which holds the login's PKCE verifier, state and nonce)."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        self.client = TunnelClient(config)
+
+    async def __aenter__(self) -> BrokerSession:
+        self.client.start()
         deadline = time.monotonic() + CONNECT_WAIT_SECONDS
-        while client.protocol is None or not client.protocol.usable:
+        while self.client.protocol is None or not self.client.protocol.usable:
             if time.monotonic() > deadline:
+                await self.client.stop()
                 raise LoginError(deny(Reason.BROKER_UNREACHABLE, status=503,
-                                      detail=client.status.last_error or "no tunnel"))
+                                      detail=self.client.status.last_error or "no tunnel"))
             await asyncio.sleep(0.05)
-        replies = []
-        for path, payload in requests:
-            future = client.protocol.request("POST", path, json.dumps(payload).encode())
-            replies.append(await asyncio.wait_for(future, REQUEST_TIMEOUT_SECONDS))
-        return replies
-    finally:
-        await client.stop()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.client.stop()
+
+    async def call(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """One request to the login service; the JSON answer, or LoginError with the refusal."""
+        protocol = self.client.protocol
+        if protocol is None or not protocol.usable:
+            raise LoginError(deny(Reason.BROKER_UNREACHABLE, status=503,
+                                  detail=self.client.status.last_error or "the tunnel closed"))
+        future = protocol.request("POST", path, json.dumps(payload).encode())
+        return _answer(await asyncio.wait_for(future, REQUEST_TIMEOUT_SECONDS))
 
 
 async def call(config: AgentConfig, path: str, payload: dict[str, Any]) -> dict[str, Any]:
-    """One request to the login service; the JSON answer, or LoginError with the refusal."""
-    (reply,) = await _call(config, [(path, payload)])
+    """One request on a connection of its own."""
+    async with BrokerSession(config) as broker:
+        return await broker.call(path, payload)
+
+
+def _answer(reply: BrokerReply) -> dict[str, Any]:
     if reply.status != 200:
         raise LoginError(reply.decision)
     try:
@@ -124,7 +140,13 @@ _PAGE = """<!doctype html><html lang="ja"><meta charset="utf-8"><title>Sekimori<
 
 async def login_oidc(config: AgentConfig, method: str, *, open_browser: bool,
                      show_url: Callable[[str], None], timeout_seconds: float = 300.0) -> AgentSession:
-    begun = await call(config, "/v1/login/oidc/begin", {"method": method})
+    async with BrokerSession(config) as broker:
+        return await _login_oidc(config, broker, method, open_browser, show_url, timeout_seconds)
+
+
+async def _login_oidc(config: AgentConfig, broker: BrokerSession, method: str, open_browser: bool,
+                      show_url: Callable[[str], None], timeout_seconds: float) -> AgentSession:
+    begun = await broker.call("/v1/login/oidc/begin", {"method": method})
     url, redirect_uri = begun.get("authorization_url"), begun.get("redirect_uri")
     if not isinstance(url, str) or not isinstance(redirect_uri, str):
         raise LoginError(deny(Reason.REQUEST_INVALID, status=502, detail="incomplete begin answer"))
@@ -183,7 +205,7 @@ async def login_oidc(config: AgentConfig, method: str, *, open_browser: bool,
             raise LoginError(deny(Reason.OIDC_STATE_INVALID, status=408,
                                   detail=f"no login came back within {timeout_seconds:.0f} s")) from None
         try:
-            session = _store(config, await call(config, "/v1/login/oidc/complete", {"params": query}))
+            session = _store(config, await broker.call("/v1/login/oidc/complete", {"params": query}))
         except LoginError as exc:
             d = exc.decision
             result.set_result((False, f"{d.reason.value}: {d.message_ja} / {d.message_en}"))

@@ -10,7 +10,7 @@ given; callers pass the directory's canonical spelling, lower-cased.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -18,7 +18,15 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from broker.runtime.tables import StoreError, login_sessions, meta, revoked_tokens, tenants, totp_factors
+from broker.runtime.tables import (
+    StoreError,
+    login_sessions,
+    meta,
+    revoked_tokens,
+    session_keys,
+    tenants,
+    totp_factors,
+)
 from idp_bridge.totp import TotpState
 
 T = TypeVar("T")
@@ -154,6 +162,30 @@ class IdentityRecords:
                                                         revoked_at=now, expires_at=expires_at))
             _bump_sessions_revision(conn)
 
+    # -- session-signing public keys --------------------------------------------------------------
+
+    def publish_session_keys(self, broker: str, keys: list[tuple[str, bytes, float | None]],
+                             now: float) -> None:
+        """Publish this broker's verification keys: (kid, raw Ed25519 public key, accept until;
+        None for the active key). A republished kid takes the new `accept_until`."""
+        c = session_keys.c
+        with self._transaction("cannot publish session keys", write=True) as conn:
+            for kid, public, until in keys:
+                conn.execute(session_keys.delete().where(c.kid == kid))
+                conn.execute(session_keys.insert().values(kid=kid, public_key=public, broker=broker,
+                                                          published_at=now, accept_until=until))
+            conn.execute(session_keys.delete().where(c.accept_until.is_not(None),
+                                                     c.accept_until < now))
+            _bump_sessions_revision(conn)
+
+    def session_keys(self, now: float) -> list[tuple[str, bytes, float | None]]:
+        c = session_keys.c
+        with self._transaction("cannot read session keys") as conn:
+            rows = conn.execute(sa.select(c.kid, c.public_key, c.accept_until).where(
+                sa.or_(c.accept_until.is_(None), c.accept_until > now)).order_by(c.kid)).all()
+        return [(row.kid, bytes(row.public_key),
+                 None if row.accept_until is None else float(row.accept_until)) for row in rows]
+
     def sessions_revision(self) -> int:
         """Bumped with every revocation; read it before `revoked_ids` (see devices_revision)."""
         with self._transaction("cannot read the sessions revision") as conn:
@@ -170,11 +202,7 @@ class IdentityRecords:
             sids = conn.execute(sa.select(s.sid).where(s.revoked_at.is_not(None),
                                                        s.expires_at > now)).scalars().all()
             jtis = conn.execute(sa.select(r.jti).where(r.expires_at > now)).scalars().all()
-        return frozenset(_strings(sids)) | frozenset(_strings(jtis))
-
-
-def _strings(values: Iterator[Any] | Any) -> list[str]:
-    return [str(v) for v in values]
+        return frozenset(str(v) for v in sids) | frozenset(str(v) for v in jtis)
 
 
 def _bump_sessions_revision(conn: Connection) -> None:

@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import uvicorn
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from prometheus_client import CollectorRegistry, Gauge
 
 from broker.api.app import TunnelEndpoint, create_app
@@ -32,7 +34,7 @@ from broker.runtime.device_authority import DeviceAuthority
 from broker.runtime.identity_service import IdentityService
 from broker.runtime.store import Store
 from broker.runtime.tunnel_server import BrokerState, TunnelConnection
-from broker.sessions import SessionAuthority, SessionConfig
+from broker.sessions import KeyRing, PreviousKey, SessionAuthority, SessionConfig
 
 log = logging.getLogger("sekimori.broker")
 REGISTRY_POLL_SECONDS = 1.0
@@ -85,7 +87,8 @@ class Metrics:
               registry=self.registry).set_function(lambda: audit.written)
 
 
-async def _poll_registry(store: Store, state: BrokerState, stop: asyncio.Event) -> None:
+async def _poll_registry(store: Store, state: BrokerState, stop: asyncio.Event,
+                         own_ring: KeyRing) -> None:
     """Devices and session revocations: one revision row each, read every second."""
     sessions_revision = -1
     while not stop.is_set():
@@ -100,6 +103,9 @@ async def _poll_registry(store: Store, state: BrokerState, stop: asyncio.Event) 
             revision = await asyncio.to_thread(store.sessions_revision)
             if revision != sessions_revision:
                 revoked = await asyncio.to_thread(store.revoked_ids, time.time())
+                if state.identity is not None:
+                    await asyncio.to_thread(reload_peer_keys, state.identity, own_ring, store,
+                                            time.time())
                 state.revocations_changed(revoked)
                 sessions_revision = revision
         except Exception:
@@ -109,13 +115,34 @@ async def _poll_registry(store: Store, state: BrokerState, stop: asyncio.Event) 
 
 
 def identity_service(config: BrokerConfig, store: Store) -> IdentityService:
+    """The login service, with this broker's signing keys published to the store for the
+    other brokers (and theirs accepted here)."""
     identity = config.identity
+    ring = load_session_keys(config)
+    now = time.time()
+    store.publish_session_keys(config.name, [
+        (ring.active_kid, _raw(ring.active.public_key()), None),
+        *((key.kid, _raw(key.public_key), key.accept_until) for key in ring.previous)], now)
     sessions = SessionAuthority(
-        SessionConfig(issuer=f"urn:sekimori:broker:{config.name}", audience="sekimori:tunnel",
+        SessionConfig(issuer=identity.issuer, audience="sekimori:tunnel",
                       max_lifetime_seconds=identity.token_lifetime_seconds,
                       max_session_seconds=identity.max_session_seconds),
-        load_session_keys(config))
-    return IdentityService(identity, sessions, store, load_seal_key(config))
+        ring)
+    service = IdentityService(identity, sessions, store, load_seal_key(config))
+    reload_peer_keys(service, ring, store, now)
+    return service
+
+
+def _raw(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def reload_peer_keys(service: IdentityService, own: KeyRing, store: Store, now: float) -> None:
+    """Accept the keys the other brokers published (one reference swapped)."""
+    peers = [PreviousKey(kid, Ed25519PublicKey.from_public_bytes(raw),
+                         float("inf") if until is None else until)
+             for kid, raw, until in store.session_keys(now)]
+    service.sessions = SessionAuthority(service.sessions.config, own.with_peer_keys(peers))
 
 
 async def serve(config: BrokerConfig, *, stop: asyncio.Event | None = None,
@@ -134,7 +161,7 @@ async def serve(config: BrokerConfig, *, stop: asyncio.Event | None = None,
     audit = AuditSink(config.audit_path)
     state = BrokerState(config, audit, renew=lambda ident, csr: authority.renew(ident, csr, time.time()),
                         lookup_device=store.get_device, touch_device=store.touch_device)
-    state.identity = identity_service(config, store)
+    state.identity = await asyncio.to_thread(identity_service, config, store)
     state.identity.revoked = await asyncio.to_thread(store.revoked_ids, time.time())
     revision = await asyncio.to_thread(store.devices_revision)
     state.registry = RegistrySnapshot.build(revision, await asyncio.to_thread(store.list_devices))
@@ -154,7 +181,7 @@ async def serve(config: BrokerConfig, *, stop: asyncio.Event | None = None,
                                     ssl_certfile=str(config.server_cert_path),
                                     ssl_keyfile=str(config.server_key_path)))
     api_task = loop.create_task(api.serve(sockets=[api_sock]))
-    poller = loop.create_task(_poll_registry(store, state, stop))
+    poller = loop.create_task(_poll_registry(store, state, stop, load_session_keys(config)))
 
     info = {"pid": os.getpid(), "tunnel": f"{config.tunnel_listen.host}:{tunnel_port}",
             "tunnel_port": tunnel_port, "api_url": f"https://{_url_host(public_host(config.api_listen.host, advertised))}:{api_port}",

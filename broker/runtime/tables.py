@@ -91,4 +91,12 @@ revoked_tokens = sa.Table(
     sa.Column("revoked_at", sa.Double(), nullable=False),
     sa.Column("expires_at", sa.Double(), nullable=False),
 )
+session_keys = sa.Table(
+    "session_keys", _md,
+    sa.Column("kid", sa.String(64), primary_key=True),
+    sa.Column("public_key", sa.LargeBinary(), nullable=False),   # raw Ed25519, 32 bytes
+    sa.Column("broker", sa.String(200), nullable=False),
+    sa.Column("published_at", sa.Double(), nullable=False),
+    sa.Column("accept_until", sa.Double(), nullable=True),       # None: a broker's active key
+)
 METADATA: Final = _md

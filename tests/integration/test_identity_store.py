@@ -87,3 +87,18 @@ def test_revocations_bump_the_revision_and_show_in_the_revoked_set(tenant_store:
         tenant_store.revoke_login_sessions("city-a", NOW, "all?")
     with pytest.raises(StoreError, match="already exists"):
         tenant_store.add_login_session(_session("s1"))
+
+
+def test_published_session_keys_are_listed_until_their_grace_ends(tenant_store: Store) -> None:
+    before = tenant_store.sessions_revision()
+    tenant_store.publish_session_keys("broker-a", [("kid-a", b"a" * 32, None),
+                                                   ("kid-old", b"o" * 32, NOW + 60)], NOW)
+    tenant_store.publish_session_keys("broker-b", [("kid-b", b"b" * 32, None)], NOW)
+    assert tenant_store.sessions_revision() == before + 2
+    assert tenant_store.session_keys(NOW) == [("kid-a", b"a" * 32, None), ("kid-b", b"b" * 32, None),
+                                              ("kid-old", b"o" * 32, NOW + 60)]
+    assert [k for k, _, _ in tenant_store.session_keys(NOW + 61)] == ["kid-a", "kid-b"]
+    # broker-a restarts after a rotation: its old active key gets a grace period
+    tenant_store.publish_session_keys("broker-a", [("kid-a2", b"c" * 32, None),
+                                                   ("kid-a", b"a" * 32, NOW + 3600)], NOW + 100)
+    assert ("kid-a", b"a" * 32, NOW + 3600) in tenant_store.session_keys(NOW + 100)

@@ -1,6 +1,7 @@
 """Identity: TOTP factors (sealed secrets and their verification state), login sessions, revoked
-tokens, and `meta.sessions_revision`, bumped with every session revocation so that brokers
-polling one row learn of it within a second.
+tokens, the session-signing public keys every broker publishes (so a token is good at any
+broker sharing the store), and `meta.sessions_revision`, bumped with every revocation and key
+publication so that brokers polling one row learn of it within a second.
 
 Revision ID: 0002
 Revises: 0001
@@ -63,7 +64,19 @@ def upgrade() -> None:
     )
 
 
+    op.create_table(
+        "session_keys",
+        sa.Column("kid", sa.String(64), nullable=False),
+        sa.Column("public_key", sa.LargeBinary(), nullable=False),
+        sa.Column("broker", sa.String(200), nullable=False),
+        sa.Column("published_at", sa.Double(), nullable=False),
+        sa.Column("accept_until", sa.Double(), nullable=True),
+        sa.PrimaryKeyConstraint("kid", name="pk_session_keys"),
+    )
+
+
 def downgrade() -> None:
+    op.drop_table("session_keys")
     op.drop_table("revoked_tokens")
     op.drop_index("ix_login_sessions_tenant_id", table_name="login_sessions")
     op.drop_table("login_sessions")

@@ -315,3 +315,19 @@ def test_a_cached_decision_holds_until_expiry_revocation_or_step_up() -> None:
     assert not still_valid(verify(TOKEN, device="x" * 43), NOW, frozenset(), None)   # a deny
     no_mfa = AUTHORITY.issue(principal(mfa=False), DEVICE, NOW, 600, jti="jti-2")
     assert not still_valid(verify(no_mfa), NOW + 1, frozenset(), 3600)
+
+
+def test_peer_keys_join_the_ring_without_replacing_its_own() -> None:
+    from broker.sessions import KeyRing, PreviousKey, SessionAuthority
+    from tests.unit.broker.sessions_harness import CONFIG, DEVICE, KEY_A, KEY_B, KEY_C, NOW, PRINCIPAL
+
+    other = SessionAuthority(CONFIG, KeyRing(KEY_B))
+    token = other.issue(PRINCIPAL, DEVICE, NOW, 600, jti="from-b")
+    ours = SessionAuthority(CONFIG, KeyRing(KEY_A))
+    assert not ours.verify(token, DEVICE, NOW, frozenset()).allowed
+    peer_b = PreviousKey(other.ring.active_kid, KEY_B.public_key(), float("inf"))
+    own_kid = ours.ring.active_kid
+    ring = ours.ring.with_peer_keys([peer_b, peer_b,
+                                     PreviousKey(own_kid, KEY_C.public_key(), float("inf"))])
+    assert ring.active_kid == own_kid and len(ring.previous) == 1     # no duplicate, own kept
+    assert SessionAuthority(CONFIG, ring).verify(token, DEVICE, NOW, frozenset()).allowed
