@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from agent.config import DEFAULT_PROXY_PORT
+from agent.config import DEFAULT_PROXY_PORT, AgentConfig
 from agent.pac import render_pac
 from agent.runtime.app import load_config, run_agent
 from agent.runtime.enrol import EnrolmentError, enrol
@@ -65,14 +65,19 @@ def run_cmd(data_dir: DataDir = DEFAULT_DIR,
             loop: LoopOption = "auto") -> None:
     """Run the local proxy and the tunnel (until Ctrl-C / SIGTERM)."""
     setup_logging(verbose)
-    try:
-        config = load_config(data_dir)
-    except ConfigError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
+    config = _load(data_dir)
     console.print(f"Sekimori agent: proxy http://{config.proxy_host}:{config.proxy_port} "
                   f"(PAC /proxy.pac) → broker {config.broker}")
     run_loop(run_agent(config), use_uvloop=loop != "asyncio")
+
+
+def _load(data_dir: Path) -> AgentConfig:
+    """The agent's settings, or exit 2 saying what is wrong (not enrolled, a bad file)."""
+    try:
+        return load_config(data_dir)
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
 
 
 def fetch_status(host: str, port: int) -> dict[str, Any] | None:
@@ -108,11 +113,7 @@ def login(data_dir: DataDir = DEFAULT_DIR,
               "--no-browser", help="SSO: print the login URL instead of opening a browser")] = False,
           timeout: Annotated[float, typer.Option(help="SSO: seconds to wait for the browser")] = 300) -> None:
     """Log in: Active Directory password + one-time code, or single sign-on in the browser."""
-    try:
-        config = load_config(data_dir)
-    except ConfigError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
+    config = _load(data_dir)
     try:
         methods = asyncio.run(login_methods(config))
     except LoginError as exc:
@@ -152,11 +153,7 @@ def login(data_dir: DataDir = DEFAULT_DIR,
 @app.command("logout")
 def logout_cmd(data_dir: DataDir = DEFAULT_DIR) -> None:
     """Log out: end the session at the broker and forget it on this device."""
-    try:
-        config = load_config(data_dir)
-    except ConfigError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
+    config = _load(data_dir)
     try:
         had = asyncio.run(logout(config))
     except LoginError as exc:
@@ -169,11 +166,7 @@ def logout_cmd(data_dir: DataDir = DEFAULT_DIR) -> None:
 def status(data_dir: DataDir = DEFAULT_DIR,
            as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Is the tunnel up, to which broker, since when; the last refusal and why."""
-    try:
-        config = load_config(data_dir)
-    except ConfigError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
+    config = _load(data_dir)
     info = fetch_status(config.proxy_host, config.proxy_port)
     if as_json:
         print(json.dumps(info or {"state": "not-running"}, ensure_ascii=False, indent=2))

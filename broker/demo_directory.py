@@ -10,9 +10,7 @@ stopped by its own PID.
 from __future__ import annotations
 
 import base64
-import datetime
 import hashlib
-import ipaddress
 import os
 import shutil
 import signal
@@ -22,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from broker.pki import cert_pem, key_pem, make_ca, make_server_cert, new_key
+from ztcore.runtime.files import write_private
 
 SUFFIX = "dc=demo-city,dc=example,dc=lg,dc=jp"
 ADMIN_DN = f"cn=admin,{SUFFIX}"
@@ -53,40 +51,16 @@ def _ssha(password: str) -> str:
     return "{SSHA}" + base64.b64encode(digest + salt).decode()
 
 
-def _pki(folder: Path) -> tuple[Path, Path, Path]:
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "デモ市 directory CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - datetime.timedelta(minutes=5))
-          .not_valid_after(now + datetime.timedelta(days=30))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                       content_commitment=False, key_encipherment=False,
-                                       data_encipherment=False, key_agreement=False,
-                                       encipher_only=False, decipher_only=False), critical=True)
-          .sign(ca_key, hashes.SHA256()))
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-            .issuer_name(ca_name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.SubjectAlternativeName([
-                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                critical=False)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    paths = folder / "ca.crt", folder / "server.crt", folder / "server.key"
-    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    paths[2].chmod(0o600)
-    return paths
+def _pki(folder: Path) -> None:
+    """The demo directory's own CA and its LDAPS certificate (for 127.0.0.1 and localhost)."""
+    now = time.time()
+    ca_key, key = new_key(), new_key()
+    ca = make_ca(ca_key, "デモ市 directory CA", now, 30 * 86400, x509.random_serial_number())
+    cert = make_server_cert(ca, ca_key, key, ["localhost", "127.0.0.1"], now, 30 * 86400,
+                            x509.random_serial_number())
+    (folder / "ca.crt").write_bytes(cert_pem(ca))
+    (folder / "server.crt").write_bytes(cert_pem(cert))
+    write_private(folder / "server.key", key_pem(key))
 
 
 @dataclass

@@ -468,8 +468,7 @@ class TunnelConnection(asyncio.Protocol):
 
     async def renew(self, stream: Stream, csr_pem: bytes) -> None:
         """Sign a renewed certificate for this connection's own device (store I/O in a thread)."""
-        session = self.session
-        assert session is not None and self.identity is not None
+        assert self.session is not None and self.identity is not None
         try:
             cert = await asyncio.to_thread(self.state.renew, self.identity, csr_pem)
         except Exception as exc:  # CsrError and store errors: deny with the reason
@@ -483,22 +482,28 @@ class TunnelConnection(asyncio.Protocol):
         if stream.finished:
             return
         stream.context.decision = decision
+        self._answer(stream, reply, cert)
+
+    def _answer(self, stream: Stream, fields: list[tuple[bytes, bytes]], body: bytes) -> None:
+        """A complete response to one of the broker's own requests on the tunnel."""
+        session = self.session
+        assert session is not None
         try:
-            session.conn.send_headers(stream.stream_id, reply)
+            session.conn.send_headers(stream.stream_id, fields)
         except ProtocolError:
             session.abort(stream.stream_id, ErrorCodes.CANCEL)
             return
-        if cert:
-            session.send(stream.stream_id, cert)
+        if body:
+            session.send(stream.stream_id, body)
         session.end(stream.stream_id)
-
+        session.flush()
 
     # -- login service -------------------------------------------------------------------------
 
     async def control(self, stream: Stream, path: str, body: bytes) -> None:
         """Answer a login-service request (directory, IdP and store I/O in a thread)."""
-        session, service = self.session, self.state.identity
-        assert session is not None and service is not None and self.identity is not None
+        service = self.state.identity
+        assert service is not None and self.identity is not None
         try:
             reply = await asyncio.to_thread(service.handle, path, self.identity, self.thumbprint,
                                             body)
@@ -515,15 +520,7 @@ class TunnelConnection(asyncio.Protocol):
             body_out = json.dumps(reply.payload, ensure_ascii=False).encode("utf-8")
         else:
             out, body_out = headers.response_headers(reply.decision), b""
-        try:
-            session.conn.send_headers(stream.stream_id, out)
-        except ProtocolError:
-            session.abort(stream.stream_id, ErrorCodes.CANCEL)
-            return
-        if body_out:
-            session.send(stream.stream_id, body_out)
-        session.end(stream.stream_id)
-        session.flush()
+        self._answer(stream, out, body_out)
 
 
 class _Collector(BodyEndpoint):

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import secrets
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -144,3 +145,18 @@ def agent(tmp_path_factory: pytest.TempPathFactory, broker: BrokerProcess) -> It
     a.stop()
 
 # ---- end of tunnel fixtures ---------------------------------------------------------------------
+
+
+# ---- identity: a real slapd with the test directory, for the login tests -------------------------
+
+@pytest.fixture(scope="module")
+def directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """tests/peers/slapd.py's server (skipped, with the reason, when slapd is not installed)."""
+    from tests.peers import slapd
+
+    why = slapd.unavailable()
+    if why:
+        pytest.skip(why)
+    server = slapd.start_slapd(tmp_path_factory.mktemp("slapd"))
+    yield server
+    server.stop()

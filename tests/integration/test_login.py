@@ -34,16 +34,6 @@ PW = peer.PASSWORDS
 
 
 @pytest.fixture(scope="module")
-def directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[peer.Slapd]:
-    why = peer.unavailable()
-    if why:
-        pytest.skip(why)
-    server = peer.start_slapd(tmp_path_factory.mktemp("slapd"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory, origins: LocalOrigins,
            directory: peer.Slapd) -> Iterator[BrokerProcess]:
     b = login_broker(tmp_path_factory.mktemp("broker"), origins, directory)

@@ -8,28 +8,24 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from broker.demo import AgentProcess, BrokerProcess, LocalOrigins
 from tests.integration.conftest import make_broker, pg_schema_url
-from tests.integration.login_harness import TENANT, fast_agent, fetch, identity_toml, next_code, wait_for
+from tests.integration.login_harness import (
+    TENANT,
+    fast_agent,
+    fetch,
+    identity_toml,
+    next_code,
+    wait_for,
+)
 from tests.peers import slapd as peer
 
 pytestmark = pytest.mark.postgres
 SHARED_PKI = ("ca.crt", "ca.key", "server.crt", "server.key", "totp-seal.key")
-
-
-@pytest.fixture(scope="module")
-def directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[peer.Slapd]:
-    why = peer.unavailable()
-    if why:
-        pytest.skip(why)
-    server = peer.start_slapd(tmp_path_factory.mktemp("slapd"))
-    yield server
-    server.stop()
 
 
 def test_a_session_from_one_broker_works_at_another_and_revocation_reaches_both(
