@@ -82,6 +82,16 @@ class Reason(str, Enum):
     LOGIN_METHOD_UNKNOWN = "login-method-unknown"
     TOTP_NOT_ENROLLED = "totp-not-enrolled"
     LOGIN_RATE_LIMITED = "login-rate-limited"
+    # device posture (ztcore/posture.py, broker/posture*.py)
+    DEVICE_COMPLIANT = "device-compliant"
+    DEVICE_NONCOMPLIANT = "device-noncompliant"
+    POSTURE_MISSING = "posture-missing"
+    POSTURE_STALE = "posture-stale"
+    POSTURE_REPORT_INVALID = "posture-report-invalid"
+    POSTURE_REPORT_REPLAYED = "posture-report-replayed"
+    POSTURE_REPORT_TOO_OLD = "posture-report-too-old"
+    DEVICE_QUARANTINED = "device-quarantined"
+    DEVICE_RELEASED = "device-released"
     # identity: OpenID Connect relying party (idp_bridge/oidc.py)
     OIDC_LOGIN_OK = "oidc-login-ok"
     OIDC_STATE_INVALID = "oidc-state-invalid"
@@ -281,6 +291,33 @@ REASON_TEXT: dict[Reason, ReasonText] = {
     Reason.LOGIN_RATE_LIMITED: ReasonText(
         "ログインの失敗が続いたため、この端末からのログインを一時的に止めています。しばらく待ってください。",
         "Too many failed logins from this device: wait a few minutes before trying again."),
+    Reason.DEVICE_COMPLIANT: ReasonText(
+        "端末はセキュリティ要件を満たしています。", "The device meets the security requirements."),
+    Reason.DEVICE_NONCOMPLIANT: ReasonText(
+        "端末がセキュリティ要件を満たしていないため、通信を遮断しました。"
+        "「sekimori-agent status」で対処方法を確認してください。",
+        "The device does not meet the security requirements, so the connection was blocked. "
+        "Run \"sekimori-agent status\" to see what to fix."),
+    Reason.POSTURE_MISSING: ReasonText(
+        "端末の状態（ポスチャ）がまだ報告されていません。しばらく待ってから再試行してください。",
+        "The device has not reported its security state yet. Wait a moment and try again."),
+    Reason.POSTURE_STALE: ReasonText(
+        "端末の状態の報告が古くなったため、通信を遮断しました（フェイルクローズ）。",
+        "The device's security report is out of date, so the connection was blocked (fail closed)."),
+    Reason.POSTURE_REPORT_INVALID: ReasonText(
+        "端末の状態の報告を検証できませんでした（改ざん、または別の端末の署名）。",
+        "The device's security report could not be verified (tampered, or signed by another device)."),
+    Reason.POSTURE_REPORT_REPLAYED: ReasonText(
+        "端末の状態の報告が再送されたものだったため、拒否しました。",
+        "The device's security report was a replay and was refused."),
+    Reason.POSTURE_REPORT_TOO_OLD: ReasonText(
+        "端末の状態の報告が古すぎるため、拒否しました。端末の時計も確認してください。",
+        "The device's security report is too old and was refused. Check the device's clock."),
+    Reason.DEVICE_QUARANTINED: ReasonText(
+        "この端末は管理者により隔離されています。情報システム課に連絡してください。",
+        "This device has been quarantined by an administrator. Contact your IT department."),
+    Reason.DEVICE_RELEASED: ReasonText(
+        "端末の隔離が解除されました。", "The device was released from quarantine."),
     Reason.OIDC_LOGIN_OK: ReasonText(
         "シングルサインオンでログインしました。", "The single sign-on login succeeded."),
     Reason.OIDC_STATE_INVALID: ReasonText(
