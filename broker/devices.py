@@ -44,6 +44,8 @@ class Device:
     revoked_at: float | None = None
     revoke_reason: str = ""
     last_seen_at: float | None = None
+    quarantined_at: float | None = None   # an admin cut the device off (it may reach only the
+    quarantine_reason: str = ""           # repair destinations, [posture] quarantine_allow)
 
     def __post_init__(self) -> None:
         if self.status not in DEVICE_STATUSES:
@@ -53,6 +55,10 @@ class Device:
     @property
     def revoked(self) -> bool:
         return self.status == DEVICE_REVOKED
+
+    @property
+    def quarantined(self) -> bool:
+        return self.quarantined_at is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,7 @@ from broker.devices import (
     validate_tenant_id,
 )
 from broker.runtime.identity_store import IdentityRecords
+from broker.runtime.posture_store import PostureRecords
 from broker.runtime.tables import METADATA, StoreError, devices, enrolment_codes, meta, tenants
 from ztcore.errors import ConfigError
 
@@ -74,7 +75,7 @@ def engine_url(url: str) -> URL:
     raise ConfigError(f"store url: {shown!r} is not supported; use sqlite:/// or postgresql://")
 
 
-class Store(IdentityRecords):
+class Store(IdentityRecords, PostureRecords):
     """Tenants, enrolment codes, devices, TOTP factors and login sessions in one SQL database."""
 
     def __init__(self, url: str) -> None:
@@ -197,7 +198,8 @@ class Store(IdentityRecords):
                 status=device.status, created_at=device.created_at,
                 cert_serial=device.cert_serial, cert_fingerprint=device.cert_fingerprint,
                 cert_not_after=device.cert_not_after, revoked_at=device.revoked_at,
-                revoke_reason=device.revoke_reason, last_seen_at=device.last_seen_at))
+                revoke_reason=device.revoke_reason, last_seen_at=device.last_seen_at,
+                quarantined_at=device.quarantined_at, quarantine_reason=device.quarantine_reason))
             _bump_devices_revision(conn)
 
     def get_device(self, device_id: str) -> Device | None:
@@ -241,6 +243,24 @@ class Store(IdentityRecords):
             if not changed:
                 raise StoreError(f"unknown device {device_id!r}")
             _bump_devices_revision(conn)
+
+    def set_quarantine(self, device_id: str, now: float, reason: str | None) -> bool | None:
+        """Quarantine a device (`reason` given) or release it (None). True if that changed
+        something, False if it was already so, None if the device is unknown. Bumps the
+        revision, so every broker cuts (or restores) the device's streams within a second."""
+        c = devices.c
+        values: dict[str, Any] = ({"quarantined_at": now, "quarantine_reason": reason[:200]}
+                                  if reason is not None else
+                                  {"quarantined_at": None, "quarantine_reason": ""})
+        state = c.quarantined_at.is_(None) if reason is not None else c.quarantined_at.is_not(None)
+        with self._transaction(f"cannot change the quarantine of {device_id!r}", write=True) as conn:
+            if conn.execute(sa.select(c.id).where(c.id == device_id)).first() is None:
+                return None
+            changed = conn.execute(devices.update().where(c.id == device_id, state)
+                                   .values(**values)).rowcount
+            if changed:
+                _bump_devices_revision(conn)
+            return bool(changed)
 
     def touch_device(self, device_id: str, now: float) -> None:
         """Record that a device was seen; never moves last_seen_at backwards. An unknown id is
@@ -355,7 +375,9 @@ def _device(row: Row[Any]) -> Device:
         created_at=float(row.created_at), cert_serial=row.cert_serial,
         cert_fingerprint=row.cert_fingerprint, cert_not_after=float(row.cert_not_after),
         revoked_at=_optional_float(row.revoked_at), revoke_reason=row.revoke_reason,
-        last_seen_at=_optional_float(row.last_seen_at))
+        last_seen_at=_optional_float(row.last_seen_at),
+        quarantined_at=_optional_float(row.quarantined_at),
+        quarantine_reason=row.quarantine_reason or "")
 
 
 def _optional_float(value: Any) -> float | None:

@@ -51,6 +51,8 @@ devices = sa.Table(
     sa.Column("revoked_at", sa.Double(), nullable=True),
     sa.Column("revoke_reason", sa.String(200), nullable=False),
     sa.Column("last_seen_at", sa.Double(), nullable=True),
+    sa.Column("quarantined_at", sa.Double(), nullable=True),
+    sa.Column("quarantine_reason", sa.String(200), nullable=False, server_default=""),
 )
 meta = sa.Table(
     "meta", _md,
@@ -98,5 +100,14 @@ session_keys = sa.Table(
     sa.Column("broker", sa.String(200), nullable=False),
     sa.Column("published_at", sa.Double(), nullable=False),
     sa.Column("accept_until", sa.Double(), nullable=True),       # None: a broker's active key
+)
+device_posture = sa.Table(
+    "device_posture", _md,
+    sa.Column("device_id", sa.String(128), sa.ForeignKey("devices.id"), primary_key=True),
+    sa.Column("seq", sa.BigInteger(), nullable=False),          # the newest report's sequence
+    sa.Column("received_at", sa.Double(), nullable=False),
+    sa.Column("facts", sa.Text(), nullable=False),              # JSON (ztcore.posture)
+    sa.Column("verdict", sa.Text(), nullable=False),            # JSON (broker.posture)
+    sa.Column("compliant", sa.Boolean(), nullable=False),
 )
 METADATA: Final = _md

@@ -21,8 +21,9 @@ ALLOWED = {
     "idp_bridge": {"idp_bridge", "ztcore"},
     "broker": {"broker", "swg", "casb", "idp_bridge", "ztcore"},
 }
+# pyjwt is in the agent's extra too: the agent signs its posture reports (JWS ES256) with it.
 BROKER_ONLY_LIBRARIES = {"fastapi", "starlette", "uvicorn", "sqlalchemy", "alembic", "ldap",
-                         "authlib", "pydantic", "prometheus_client", "psycopg", "jwt", "pyotp",
+                         "authlib", "pydantic", "prometheus_client", "psycopg", "pyotp",
                          "qrcode"}
 
 
