@@ -98,6 +98,45 @@ def _refused(what: str, exc: LoginError) -> typer.Exit:
     return typer.Exit(3)
 
 
+def posture_rows(posture: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """The status lines about the device's posture: the verdict, and for each failed check what
+    is wrong and what to do, in Japanese and English; then the facts the broker judged."""
+    if not posture:
+        return []
+    rows: list[tuple[str, str]] = []
+    verdict = posture.get("verdict") or {}
+    if verdict:
+        if verdict.get("compliant"):
+            rows.append(("端末の状態 / posture", "[green]要件を満たしています / compliant[/green]"))
+        else:
+            rows.append(("端末の状態 / posture", "[red]要件を満たしていません / not compliant[/red]"))
+        for failed in verdict.get("failed", []):
+            rows.append((f"  ✗ {failed.get('check', '?')}",
+                         f"{failed.get('message_ja', '')} / {failed.get('message_en', '')}"))
+            rows.append(("    対処 / fix", f"{failed.get('fix_ja', '')}"))
+            rows.append(("", f"{failed.get('fix_en', '')}"))
+            if failed.get("detail"):
+                rows.append(("", f"[dim]{failed['detail']}[/dim]"))
+    elif posture.get("reports_sent", 0) == 0:
+        rows.append(("端末の状態 / posture", "[yellow]未報告 / not reported yet[/yellow]"))
+    if posture.get("last_error"):
+        rows.append(("posture error", str(posture["last_error"])))
+    facts = posture.get("facts") or {}
+    if facts:
+        def known(value: object) -> str:
+            return "?" if value is None else ("on" if value is True else "off" if value is False
+                                              else str(value))
+        rows.append(("OS", f"{facts.get('os_name', '')} {facts.get('os_version', '')}".strip()))
+        rows.append(("disk / firewall", f"encryption {known(facts.get('disk_encrypted'))}"
+                                        f" {facts.get('encryption_method') or ''}, "
+                                        f"firewall {known(facts.get('firewall_on'))}"))
+        lock = facts.get("screen_lock_timeout_seconds")
+        rows.append(("screen lock", f"{known(facts.get('screen_lock'))}"
+                                    + (f" after {lock} s" if lock is not None else "")))
+        rows.append(("EDR / AV", ", ".join(facts.get("edr_running") or []) or "none found"))
+    return rows
+
+
 def _time(epoch: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(epoch))
 
@@ -199,6 +238,8 @@ def status(data_dir: DataDir = DEFAULT_DIR,
     else:
         table.add_row("user", "[yellow]ログインしていません / not logged in[/yellow] "
                               "(sekimori-agent login)")
+    for label, value in posture_rows(info.get("posture")):
+        table.add_row(label, value)
     if info.get("last_error"):
         table.add_row("last error", info["last_error"])
     denial = info.get("last_denial") or {}

@@ -28,6 +28,7 @@ class AgentConfig:
     proxy_host: str = "127.0.0.1"
     proxy_port: int = DEFAULT_PROXY_PORT
     keepalive_seconds: float = 15.0  # PING interval; also how often renewal is considered
+    posture_facts_file: str | None = None   # labs and tests only: facts from this JSON file
 
     @property
     def key_path(self) -> Path:
@@ -74,7 +75,16 @@ def parse_agent_config(raw: Mapping[str, Any], data_dir: Path) -> AgentConfig:
         server_name=text("server_name"), api_url=text("api_url"),
         proxy_host=str(raw.get("proxy_host", "127.0.0.1")),
         proxy_port=port("proxy_port", DEFAULT_PROXY_PORT),
-        keepalive_seconds=_seconds(raw.get("keepalive_seconds", 15.0)))
+        keepalive_seconds=_seconds(raw.get("keepalive_seconds", 15.0)),
+        posture_facts_file=_optional_path(raw.get("posture_facts_file")))
+
+
+def _optional_path(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{CONFIG_FILE}: posture_facts_file: expected a file path, got {value!r}")
+    return value
 
 
 def _seconds(value: object) -> float:

@@ -3,6 +3,7 @@ TOTP factors and login sessions."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import sys
 import time
@@ -15,8 +16,9 @@ from rich.table import Table
 
 from broker.devices import validate_tenant_id
 from broker.enrolment import DEFAULT_CODE_TTL_SECONDS, format_code, hash_code, parse_duration
-from broker.identity_cli import session_app, user_app
+from broker.identity_cli import admin_app, session_app, user_app
 from broker.runtime.datadir import init_data_dir, load_ca, load_config
+from broker.runtime.posture_store import PostureRecord
 from broker.runtime.store import Store, StoreError
 from ztcore.errors import ConfigError
 from ztcore.keys import spki_pin
@@ -33,6 +35,7 @@ app.add_typer(code_app, name="enrolment-code")
 app.add_typer(device_app, name="device")
 app.add_typer(user_app, name="user")
 app.add_typer(session_app, name="session")
+app.add_typer(admin_app, name="admin-token")
 # Logs and CI are not terminals: rich would wrap at 80 columns and cut the demo table.
 console = Console(width=None if sys.stdout.isatty() else 120)
 DataDir = Annotated[Path, typer.Option("--data-dir", envvar="SEKIMORI_DATA",
@@ -154,14 +157,33 @@ def code_list(tenant: Annotated[Optional[str], typer.Option()] = None,
 @device_app.command("list")
 def device_list(tenant: Annotated[Optional[str], typer.Option()] = None,
                 data_dir: DataDir = DEFAULT_DIR) -> None:
-    table = Table("device", "tenant", "name", "status", "last seen", "certificate until", "reason")
-    for d in _store(data_dir).list_devices(tenant):
-        colour = "green" if d.status == "active" else "red"
+    """Devices with their status, posture (and the checks they fail) and last contact."""
+    store = _store(data_dir)
+    postures = store.device_postures(tenant)
+    table = Table("device", "tenant", "name", "status", "posture", "last seen", "certificate until",
+                  "reason")
+    for d in store.list_devices(tenant):
+        status = ("[red]revoked[/red]" if d.revoked else
+                  "[red]quarantined[/red]" if d.quarantined else "[green]active[/green]")
         seen = time.strftime("%Y-%m-%d %H:%M", time.localtime(d.last_seen_at)) if d.last_seen_at else "-"
-        table.add_row(d.id, d.tenant_id, d.name, f"[{colour}]{d.status}[/{colour}]", seen,
+        table.add_row(d.id, d.tenant_id, d.name, status, posture_summary(postures.get(d.id)), seen,
                       time.strftime("%Y-%m-%d %H:%M", time.localtime(d.cert_not_after)),
-                      d.revoke_reason)
+                      d.revoke_reason or d.quarantine_reason)
     console.print(table)
+
+
+def posture_summary(record: PostureRecord | None) -> str:
+    """"compliant", or "not compliant: firewall, edr", with the report's time."""
+    if record is None:
+        return "[yellow]no report[/yellow]"
+    when = time.strftime("%H:%M:%S", time.localtime(record.received_at))
+    if record.compliant:
+        return f"[green]compliant[/green] ({when})"
+    try:
+        failed = [f["check"] for f in json.loads(record.verdict_json).get("failed", [])]
+    except (ValueError, AttributeError, KeyError, TypeError):
+        failed = ["?"]
+    return f"[red]not compliant[/red]: {', '.join(failed)} ({when})"
 
 
 @device_app.command("revoke")
@@ -172,6 +194,29 @@ def device_revoke(device_id: str,
     if not _store(data_dir).revoke_device(device_id, reason, time.time()):
         raise _fail(f"no device {device_id}")
     console.print(f"[yellow]device {device_id} revoked[/yellow]: {reason}")
+
+
+@device_app.command("quarantine")
+def device_quarantine(device_id: str,
+                      reason: Annotated[str, typer.Option(help="Why (shown to the user and audited)")],
+                      data_dir: DataDir = DEFAULT_DIR) -> None:
+    """Isolate a device now: within about a second it keeps only the repair destinations
+    ([posture] quarantine_allow); everything else is refused with device-quarantined."""
+    changed = _store(data_dir).set_quarantine(device_id, time.time(), reason)
+    if changed is None:
+        raise _fail(f"no device {device_id}")
+    console.print(f"[yellow]device {device_id} quarantined[/yellow]: {reason}" if changed
+                  else f"device {device_id} was already quarantined")
+
+
+@device_app.command("release")
+def device_release(device_id: str, data_dir: DataDir = DEFAULT_DIR) -> None:
+    """End a device's quarantine (its posture is still checked)."""
+    changed = _store(data_dir).set_quarantine(device_id, time.time(), None)
+    if changed is None:
+        raise _fail(f"no device {device_id}")
+    console.print(f"[green]device {device_id} released[/green]" if changed
+                  else f"device {device_id} was not quarantined")
 
 
 @app.command()

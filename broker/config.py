@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from broker.identity_config import IdentityConfig, parse_identity_config
+from broker.posture_profile import PostureConfig, parse_posture_config
 from ztcore.destinations import DestinationPolicy
 from ztcore.errors import ConfigError
 
@@ -48,6 +49,7 @@ class BrokerConfig:
     shutdown_grace_seconds: float
     audit_path: Path
     identity: IdentityConfig = IdentityConfig()
+    posture: PostureConfig = PostureConfig()
 
     @property
     def ca_cert_path(self) -> Path:
@@ -183,6 +185,7 @@ def parse_config(raw: Mapping[str, Any], data_dir: Path) -> BrokerConfig:
         shutdown_grace_seconds=_number(broker, "shutdown_grace_seconds", "broker", 10),
         audit_path=audit_path if audit_path.is_absolute() else data_dir / audit_path,
         identity=parse_identity_config(_table(raw, "identity")),
+        posture=parse_posture_config(_table(raw, "posture")),
     )
 
 

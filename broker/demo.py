@@ -47,6 +47,7 @@ from ztcore.keys import spki_pin
 DEMO_TENANT = "demo-city"
 DEMO_TENANT_NAME = "デモ市"
 DEMO_STAFF = "yamada-taro"
+OTHER_STAFF = "suzuki-hanako"
 DEMO_BODY = "Sekimori demo origin: こんにちは、関守です。\n".encode()
 
 
@@ -407,6 +408,13 @@ def print_audit(console: Console, path: Path) -> None:
 
 
 def run_demo(*, once: bool, data_dir: Path | None, console: Console) -> int:
+    from broker.demo_posture import (
+        COMPLIANT_LAPTOP,
+        NONCOMPLIANT_LAPTOP,
+        failed_checks,
+        posture_toml,
+        simulate_facts,
+    )
     root = data_dir or Path(tempfile.mkdtemp(prefix="sekimori-demo-"))
     root.mkdir(parents=True, exist_ok=True)
     console.print(f"[bold]Sekimori demo[/bold] in {root} (loopback only, offline)")
@@ -420,17 +428,21 @@ def run_demo(*, once: bool, data_dir: Path | None, console: Console) -> int:
     console.print(f"  directory: {directory.url} (LDAPS, nested groups 税務課 ⊂ 総務部 ⊂ 全職員)")
     broker = BrokerProcess(root / "broker-data", allowed_ports=[origins.http_port, origins.https_port],
                            allowed_networks=[f"{ORIGIN_HOST}/32"],
-                           identity_toml=directory.identity_toml(DEMO_TENANT))
+                           identity_toml=directory.identity_toml(DEMO_TENANT) + posture_toml(DEMO_TENANT))
     agent = AgentProcess(root / "agent-data")
+    other = AgentProcess(root / "agent2-data")
     try:
         with console.status("starting the broker…"):
             broker.start()
             broker.add_tenant(DEMO_TENANT, DEMO_TENANT_NAME)
         console.print(f"  broker: tunnel 127.0.0.1:{broker.info['tunnel_port']}, API {broker.api_url}")
-        with console.status("enrolling the demo laptop…"):
-            if not (agent.data_dir / "agent.json").exists():
-                agent.enrol(broker, broker.enrolment_code(DEMO_TENANT), hostname=f"{DEMO_STAFF}-laptop")
-            agent.start()
+        with console.status("enrolling the demo laptops…"):
+            for laptop, staff, facts in ((agent, DEMO_STAFF, COMPLIANT_LAPTOP),
+                                         (other, OTHER_STAFF, NONCOMPLIANT_LAPTOP)):
+                if not (laptop.data_dir / "agent.json").exists():
+                    laptop.enrol(broker, broker.enrolment_code(DEMO_TENANT), hostname=f"{staff}-laptop")
+                    simulate_facts(laptop, facts)
+                laptop.start()
         st = agent.status() or {}
         console.print(f"  agent: proxy {agent.proxy}, device {st.get('device')} ({DEMO_TENANT_NAME})")
         checks: list[Check] = []
@@ -445,7 +457,17 @@ def run_demo(*, once: bool, data_dir: Path | None, console: Console) -> int:
         checks.append(Check("login (password + TOTP)", f"{DEMO_STAFF} / {name}", "0", str(login.returncode),
                             "login-ok" if login.returncode == 0 else "", login.returncode == 0))
         run_checks(agent, origins, checks)
+        with console.status(f"{OTHER_STAFF} logs in on a laptop with its firewall off…"):
+            other_secret = broker.enrol_totp(DEMO_TENANT, OTHER_STAFF)
+            other.login(OTHER_STAFF, STAFF[OTHER_STAFF][1], pyotp.TOTP(other_secret).now())
+            failed = failed_checks(other) or []
+        make_check(other, origins, checks)(f"{OTHER_STAFF}: firewall off, no EDR",
+                                           f"http://{origins.host}:{origins.http_port}/", 403,
+                                           "device-noncompliant")
         print_checks(console, checks, agent)
+        for check in failed:
+            console.print(f"  {OTHER_STAFF}'s laptop fails [bold]{check['check']}[/bold]: "
+                          f"{check['message_ja']} → {check['fix_ja']}")
         passed = all(c.ok for c in checks)
         time.sleep(0.1)  # the last stream's event is acknowledged a few ms after it closes
         print_audit(console, broker.config.audit_path)
@@ -459,6 +481,9 @@ def run_demo(*, once: bool, data_dir: Path | None, console: Console) -> int:
         print(f"  curl -i -x {agent.proxy} http://169.254.169.254/")
         bin_dir = Path(sys.executable).parent
         print(f"  SEKIMORI_AGENT_DIR={agent.data_dir} {bin_dir / 'sekimori-agent'} status")
+        print(f"  SEKIMORI_AGENT_DIR={other.data_dir} {bin_dir / 'sekimori-agent'} status   "
+              f"# {OTHER_STAFF}'s non-compliant laptop: what to fix")
+        print(f"  {bin_dir / 'sekimori'} device list --data-dir {broker.data_dir}")
         print(f"  SEKIMORI_AGENT_DIR={agent.data_dir} {bin_dir / 'sekimori-agent'} logout")
         print(f"  SEKIMORI_AGENT_DIR={agent.data_dir} {bin_dir / 'sekimori-agent'} login   "
               f"# {DEMO_STAFF} / {STAFF[DEMO_STAFF][1]} + a code from the TOTP secret {secret}")
@@ -470,6 +495,7 @@ def run_demo(*, once: bool, data_dir: Path | None, console: Console) -> int:
         return 0 if passed else 1
     finally:
         agent.stop()
+        other.stop()
         broker.close()
         origins.close()
         directory.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -137,3 +138,32 @@ def rotate_key(grace: Annotated[int, typer.Option(help="Seconds the old key stay
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     console.print(f"new signing key {ring.active_kid}; previous accepted for {grace} s")
+
+
+admin_app = typer.Typer(no_args_is_help=True, help="Tokens for the admin API (/v1/admin/...).")
+
+
+@admin_app.command("create")
+def admin_token_create(name: Annotated[str, typer.Argument(help="Who or what uses it, e.g. soc-playbook")],
+                       data_dir: DataDir = DEFAULT_DIR) -> None:
+    """Make an admin API token; it is printed once (only its SHA-256 is stored)."""
+    from broker.api.admin import token_hash
+
+    store, _ = _open(data_dir)
+    token = "skm_" + secrets.token_urlsafe(32)
+    with store:
+        try:
+            store.add_admin_token(name, token_hash(token), time.time())
+        except StoreError as exc:
+            raise _fail(str(exc)) from None
+    console.print(f"admin token [bold]{name}[/bold] (shown once; send it as Authorization: Bearer):")
+    print(token)
+
+
+@admin_app.command("revoke")
+def admin_token_revoke(name: str, data_dir: DataDir = DEFAULT_DIR) -> None:
+    store, _ = _open(data_dir)
+    with store:
+        if not store.revoke_admin_token(name, time.time()):
+            raise _fail(f"no live admin token named {name!r}", 1)
+    console.print(f"admin token {name} revoked")

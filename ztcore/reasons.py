@@ -92,6 +92,7 @@ class Reason(str, Enum):
     POSTURE_REPORT_TOO_OLD = "posture-report-too-old"
     DEVICE_QUARANTINED = "device-quarantined"
     DEVICE_RELEASED = "device-released"
+    ADMIN_UNAUTHORIZED = "admin-unauthorized"
     # identity: OpenID Connect relying party (idp_bridge/oidc.py)
     OIDC_LOGIN_OK = "oidc-login-ok"
     OIDC_STATE_INVALID = "oidc-state-invalid"
@@ -318,6 +319,9 @@ REASON_TEXT: dict[Reason, ReasonText] = {
         "This device has been quarantined by an administrator. Contact your IT department."),
     Reason.DEVICE_RELEASED: ReasonText(
         "端末の隔離が解除されました。", "The device was released from quarantine."),
+    Reason.ADMIN_UNAUTHORIZED: ReasonText(
+        "管理APIの認証に失敗しました（管理者トークンが必要です）。",
+        "The admin API needs a valid administrator token."),
     Reason.OIDC_LOGIN_OK: ReasonText(
         "シングルサインオンでログインしました。", "The single sign-on login succeeded."),
     Reason.OIDC_STATE_INVALID: ReasonText(

@@ -7,6 +7,7 @@ import json
 import logging
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,11 @@ from cryptography import x509
 
 from agent.config import CONFIG_FILE, AgentConfig, parse_agent_config
 from agent.pac import render_pac
+from agent.runtime.posture_loop import PostureReporter, agent_version, facts_file_collector
 from agent.runtime.proxy import serve_proxy
 from agent.runtime.tunnel_client import TunnelClient
 from ztcore.errors import ConfigError
+from ztcore.posture import PostureFacts
 
 log = logging.getLogger("sekimori.agent")
 
@@ -35,7 +38,16 @@ def load_config(data_dir: Path) -> AgentConfig:
     return parse_agent_config(raw, data_dir)
 
 
-def status_snapshot(config: AgentConfig, tunnel: TunnelClient) -> dict[str, Any]:
+def posture_collector(config: AgentConfig) -> Callable[[float], PostureFacts]:
+    if config.posture_facts_file:
+        return facts_file_collector(config.posture_facts_file)
+    from agent.runtime.posture_runner import collect_here
+    version = agent_version()
+    return lambda now: collect_here(version, now)
+
+
+def status_snapshot(config: AgentConfig, tunnel: TunnelClient,
+                    posture: PostureReporter | None = None) -> dict[str, Any]:
     st = tunnel.status
     out: dict[str, Any] = {
         "state": st.state, "broker": st.broker, "since": st.since, "last_error": st.last_error,
@@ -43,6 +55,7 @@ def status_snapshot(config: AgentConfig, tunnel: TunnelClient) -> dict[str, Any]
         "last_denial": st.last_denial, "tenant": config.tenant_id, "device": config.device_id,
         "proxy": f"{config.proxy_host}:{config.proxy_port}", "now": time.time(),
     }
+    out["posture"] = posture.status.to_json_dict() if posture is not None else None
     session = tunnel.current_session()
     out["session"] = None if session is None else {
         "user": session.user, "display_name": session.display_name, "methods": list(session.methods),
@@ -59,9 +72,11 @@ def status_snapshot(config: AgentConfig, tunnel: TunnelClient) -> dict[str, Any]
 async def run_agent(config: AgentConfig, ready: asyncio.Event | None = None) -> None:
     tunnel = TunnelClient(config)
     tunnel.start()
+    posture = PostureReporter(config, tunnel, posture_collector(config))
+    posture_task = asyncio.get_running_loop().create_task(posture.run())
     pac_text = render_pac(config.proxy_host, config.proxy_port)
     server = await serve_proxy(tunnel, config.proxy_host, config.proxy_port, lambda: pac_text,
-                               lambda: status_snapshot(config, tunnel))
+                               lambda: status_snapshot(config, tunnel, posture))
     log.info("agent proxy on %s:%d, PAC at http://%s:%d/proxy.pac", config.proxy_host,
              config.proxy_port, config.proxy_host, config.proxy_port)
     stop = asyncio.Event()
@@ -74,5 +89,6 @@ async def run_agent(config: AgentConfig, ready: asyncio.Event | None = None) -> 
     if ready is not None:
         ready.set()
     await stop.wait()
+    posture_task.cancel()
     server.close()
     await tunnel.stop()

@@ -1,4 +1,5 @@
-"""The broker's control-plane HTTP API (FastAPI): enrolment, the CA, health, metrics.
+"""The broker's control-plane HTTP API (FastAPI): enrolment, the CA, health, metrics, and the
+admin API (broker/api/admin.py).
 
 Served over TLS with the broker's server certificate. Refusals answer with the same reason
 vocabulary as the tunnel: `{"reason", "message_ja", "message_en", "detail"}`. Every enrolment
@@ -17,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from broker.api.admin import AdminStore, admin_router
 from broker.runtime.device_authority import DeviceAuthority, Enrolment
 from ztcore.audit import AuditEvent
 from ztcore.decision import Decision
@@ -45,8 +47,11 @@ def refusal(decision: Decision) -> JSONResponse:
 def create_app(authority: DeviceAuthority, ca_pem: bytes, tunnel: Callable[[], TunnelEndpoint],
                audit: Callable[[AuditEvent], Awaitable[None]],
                metrics: CollectorRegistry | None = None,
-               clock: Callable[[], float] = time.time) -> FastAPI:
+               clock: Callable[[], float] = time.time,
+               admin_store: AdminStore | None = None) -> FastAPI:
     app = FastAPI(title="Sekimori broker", version="0.1.0", docs_url=None, redoc_url=None)
+    if admin_store is not None:
+        app.include_router(admin_router(admin_store, audit, clock))
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -32,12 +32,13 @@ from broker.runtime.audit_sink import AuditSink
 from broker.runtime.datadir import load_ca, load_seal_key, load_session_keys
 from broker.runtime.device_authority import DeviceAuthority
 from broker.runtime.identity_service import IdentityService
+from broker.runtime.posture_service import PostureService
 from broker.runtime.store import Store
 from broker.runtime.tunnel_server import BrokerState, TunnelConnection
 from broker.sessions import KeyRing, PreviousKey, SessionAuthority, SessionConfig
 
 log = logging.getLogger("sekimori.broker")
-REGISTRY_POLL_SECONDS = 1.0
+REGISTRY_POLL_SECONDS = 0.5   # revocations, quarantines and stale posture act within a second
 
 
 def tunnel_ssl_context(config: BrokerConfig) -> ssl.SSLContext:
@@ -110,6 +111,7 @@ async def _poll_registry(store: Store, state: BrokerState, stop: asyncio.Event,
                 sessions_revision = revision
         except Exception:
             log.exception("session revocation refresh failed")
+        state.posture_tick()
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), REGISTRY_POLL_SECONDS)
 
@@ -163,6 +165,7 @@ async def serve(config: BrokerConfig, *, stop: asyncio.Event | None = None,
                         lookup_device=store.get_device, touch_device=store.touch_device)
     state.identity = await asyncio.to_thread(identity_service, config, store)
     state.identity.revoked = await asyncio.to_thread(store.revoked_ids, time.time())
+    state.posture = PostureService(config.posture, store)
     revision = await asyncio.to_thread(store.devices_revision)
     state.registry = RegistrySnapshot.build(revision, await asyncio.to_thread(store.list_devices))
     metrics = Metrics(state, audit)
@@ -174,7 +177,8 @@ async def serve(config: BrokerConfig, *, stop: asyncio.Event | None = None,
                                              ssl_handshake_timeout=10)
     advertised = public_host(config.tunnel_listen.host, config.server_names[0])
     endpoint = TunnelEndpoint(advertised, tunnel_port, config.server_names[0])
-    app = create_app(authority, cert_pem(ca_cert), lambda: endpoint, audit.write, metrics.registry)
+    app = create_app(authority, cert_pem(ca_cert), lambda: endpoint, audit.write, metrics.registry,
+                     admin_store=store)
     api_sock = _bind(config.api_listen.host, config.api_listen.port)
     api_port = api_sock.getsockname()[1]
     api = _ApiServer(uvicorn.Config(app, log_level="warning", lifespan="off",

@@ -110,4 +110,11 @@ device_posture = sa.Table(
     sa.Column("verdict", sa.Text(), nullable=False),            # JSON (broker.posture)
     sa.Column("compliant", sa.Boolean(), nullable=False),
 )
+admin_tokens = sa.Table(
+    "admin_tokens", _md,
+    sa.Column("token_hash", sa.String(64), primary_key=True),   # SHA-256 hex of the token
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("created_at", sa.Double(), nullable=False),
+    sa.Column("revoked_at", sa.Double(), nullable=True),
+)
 METADATA: Final = _md

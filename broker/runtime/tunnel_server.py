@@ -13,34 +13,34 @@ Sessions: when `[identity] require_login` is on, every CONNECT carries the user'
 cached per connection, so a stream costs a dictionary lookup, not a signature check. When a
 session is revoked, its open streams are reset within one registry poll (1 s).
 
-Non-CONNECT requests on the tunnel: `POST /v1/renew` (a CSR → a renewed device certificate) and
-the login service's control requests (`broker.runtime.identity_service`).
+Posture: a stream opens only for a device that is not quarantined and whose last signed
+posture report is fresh and compliant, unless its destination is a repair destination
+(`[posture] quarantine_allow`); every second, and at once on a new verdict or quarantine, open
+streams that no longer pass are reset (`broker.runtime.posture_service`).
+
+Non-CONNECT requests on the tunnel (`broker.runtime.tunnel_control`): `POST /v1/renew`, the login
+service's requests and `POST /v1/posture`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import socket
 import ssl
 import time
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
-from typing import Any
 
 import h2.events as ev
 from cryptography import x509
 from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError
 
-from broker.config import BrokerConfig
-from broker.devices import Device
 from broker.pki import DeviceIdentity, device_identity
 from broker.registry import RegistrySnapshot
-from broker.runtime.audit_sink import AuditSink
-from broker.runtime.identity_service import CONTROL_KINDS, ControlReply, IdentityService
+from broker.runtime.broker_state import BrokerState
+from broker.runtime.tunnel_control import ControlRequests
 from broker.sessions import SessionDecision, still_valid, thumbprint_of
 from ztcore import h2tuning, headers
 from ztcore.audit import AuditEvent
@@ -48,70 +48,13 @@ from ztcore.authority import AuthorityError, parse_authority
 from ztcore.decision import Decision, allow, deny
 from ztcore.destinations import check_addresses, check_port
 from ztcore.errors import RemoteProtocolError
-from ztcore.reasons import REASON_TEXT, Reason
+from ztcore.reasons import Reason
 from ztcore.runtime.pipe import StreamPipe
-from ztcore.tunnel import BodyEndpoint, PeerDraining, Stream, TunnelSession
+from ztcore.tunnel import PeerDraining, Stream, TunnelSession
 
+__all__ = ["BrokerState", "Flow", "TunnelConnection"]
 log = logging.getLogger("sekimori.tunnel")
 IpAddress = IPv4Address | IPv6Address
-MAX_RENEW_BODY_BYTES = 16 * 1024
-TOUCH_INTERVAL_SECONDS = 60.0
-
-Renewer = Callable[[DeviceIdentity, bytes], bytes]
-
-
-@dataclass
-class BrokerState:
-    """What the tunnel connections share; built by the composition root (broker.runtime.server)."""
-    config: BrokerConfig
-    audit: AuditSink
-    renew: Renewer
-    lookup_device: Callable[[str], Device | None]
-    touch_device: Callable[[str, float], None] = lambda device_id, now: None
-    last_touched: dict[str, float] = field(default_factory=dict)
-    registry: RegistrySnapshot = field(default_factory=RegistrySnapshot)
-    connections: set[TunnelConnection] = field(default_factory=set)
-    shutting_down: bool = False
-    streams_open: int = 0
-    clock: Callable[[], float] = time.time
-    identity: IdentityService | None = None
-
-    def device_seen(self, device_id: str) -> None:
-        """Record when a device last connected (at most once a minute per device, off the loop)."""
-        now = self.clock()
-        if now - self.last_touched.get(device_id, 0.0) < TOUCH_INTERVAL_SECONDS:
-            return
-        self.last_touched[device_id] = now
-        asyncio.get_event_loop().run_in_executor(None, self._touch, device_id, now)
-
-    def _touch(self, device_id: str, now: float) -> None:
-        try:
-            self.touch_device(device_id, now)
-        except Exception:  # last-seen is informational: never let it hurt the tunnel
-            log.exception("could not record last-seen time of %s", device_id)
-
-    def registry_changed(self, snapshot: RegistrySnapshot) -> None:
-        previous, self.registry = self.registry, snapshot
-        now = self.clock()
-        for device in snapshot.devices.values():
-            before = previous.devices.get(device.id)
-            # Newly revoked since the last snapshot (not at start-up: those are old news).
-            if device.revoked and previous.revision >= 0 and (before is None or not before.revoked):
-                text = REASON_TEXT[Reason.DEVICE_REVOKED]
-                self.audit.write(AuditEvent(
-                    time=now, kind="device-revoked", tenant=device.tenant_id, device=device.id,
-                    decision="deny", reason=Reason.DEVICE_REVOKED.value, message_ja=text.ja,
-                    message_en=text.en, detail=device.revoke_reason or None))
-        for conn in list(self.connections):
-            conn.recheck_device(now)
-
-    def revocations_changed(self, revoked: frozenset[str]) -> None:
-        """New revocation set: streams opened under a revoked session or token end now."""
-        if self.identity is None:
-            return
-        self.identity.revoked = revoked
-        for conn in list(self.connections):
-            conn.recheck_sessions(revoked)
 
 
 @dataclass(slots=True)
@@ -126,9 +69,11 @@ class Flow:
     user: str | None = None
     sid: str | None = None
     jti: str | None = None
+    host: str = ""        # the parsed destination, for the posture re-check of open streams
+    port: int = 0
 
 
-class TunnelConnection(asyncio.Protocol):
+class TunnelConnection(ControlRequests, asyncio.Protocol):
     def __init__(self, state: BrokerState) -> None:
         self.state = state
         self.loop = asyncio.get_event_loop()
@@ -141,6 +86,7 @@ class TunnelConnection(asyncio.Protocol):
         self._idle_handle: asyncio.TimerHandle | None = None
         self.peer = "?"
         self.thumbprint = ""
+        self.public_key: object = None
         self._session_cache: tuple[bytes, SessionDecision] | None = None
 
     # -- connection lifecycle ---------------------------------------------------------------
@@ -155,8 +101,10 @@ class TunnelConnection(asyncio.Protocol):
             log.warning("tunnel from %s without client certificate or ALPN h2: closing", self.peer)
             transport.abort()
             return
-        self.identity = device_identity(x509.load_der_x509_certificate(der))
+        certificate = x509.load_der_x509_certificate(der)
+        self.identity = device_identity(certificate)
         self.thumbprint = thumbprint_of(der)
+        self.public_key = certificate.public_key()
         self.device_denial = self.state.registry.check(self.identity, self.state.clock())
         if self.device_denial is None and self.identity is not None:
             self.state.device_seen(self.identity.device_id)
@@ -256,6 +204,39 @@ class TunnelConnection(asyncio.Protocol):
                          self.device_denial.reason.value, len(self.session.streams))
             for stream_id in list(self.session.streams):
                 self.session.abort(stream_id, ErrorCodes.CANCEL)
+        self.recheck_posture(now)     # quarantined or released
+
+    def _posture_gate(self, host: str, port: int) -> Decision | None:
+        posture, ident = self.state.posture, self.identity
+        if posture is None or ident is None:
+            return None
+        return posture.gate(self.state.registry.devices.get(ident.device_id), ident.tenant_id,
+                            ident.device_id, host, port, self.state.clock())
+
+    def recheck_posture(self, now: float) -> None:
+        """Reset the open streams that the posture gate would now refuse (repair paths stay)."""
+        posture, ident, session = self.state.posture, self.identity, self.session
+        if posture is None or ident is None or session is None or not session.streams:
+            return
+        refused = posture.device_refusal(self.state.registry.devices.get(ident.device_id),
+                                         ident.tenant_id, ident.device_id, now)
+        if refused is None:
+            return
+        cut = 0
+        for stream_id, stream in list(session.streams.items()):
+            flow = stream.context
+            if not isinstance(flow, Flow) or flow.kind != "stream" or not flow.port \
+                    or posture.config.quarantine_allows(flow.host, flow.port):
+                continue
+            if flow.decision is not None and flow.decision.allowed:
+                flow.decision = deny(refused.reason, status=refused.status,
+                                     detail=f"ended while open: {refused.detail}")
+            session.abort(stream_id, ErrorCodes.CANCEL)
+            cut += 1
+        if cut:
+            log.info("device %s: %s; reset %d open streams", ident.device_id,
+                     refused.reason.value, cut)
+            session.flush()
 
     def recheck_sessions(self, revoked: frozenset[str]) -> None:
         self._session_cache = None
@@ -334,15 +315,9 @@ class TunnelConnection(asyncio.Protocol):
                 self._refuse(stream, refused)
             else:
                 self.loop.create_task(self._open(stream, authority))
-        elif method == b"POST" and fields.get(b":path") == b"/v1/renew":
-            flow.kind = "renewal"
-            self.session.bind(stream.stream_id, _Collector(self, stream, self.renew))
-        elif method == b"POST" and self.state.identity is not None \
-                and fields.get(b":path", b"").decode("ascii", "replace") in CONTROL_KINDS:
-            path = fields[b":path"].decode("ascii")
-            flow.kind = CONTROL_KINDS[path]
-            self.session.bind(stream.stream_id, _Collector(
-                self, stream, lambda s, body: self.control(s, path, body)))
+        elif method == b"POST" and self.route_control(
+                stream, fields.get(b":path", b"").decode("ascii", "replace")):
+            pass
         else:
             self._refuse(stream, deny(Reason.REQUEST_INVALID, status=405,
                                       detail=f"method {method.decode('ascii', 'replace')} "
@@ -397,7 +372,11 @@ class TunnelConnection(asyncio.Protocol):
             authority = parse_authority(authority_text)
         except AuthorityError as exc:
             return deny(Reason.AUTHORITY_INVALID, status=400, detail=str(exc)), None
-        refused = check_port(authority, policy)
+        flow: Flow = stream.context
+        flow.host, flow.port = authority.host, authority.port
+        refused = self._posture_gate(authority.host, authority.port)
+        if refused is None:
+            refused = check_port(authority, policy)
         if refused is not None:
             return refused, None
         if authority.ip is not None:
@@ -407,7 +386,6 @@ class TunnelConnection(asyncio.Protocol):
         checked = check_addresses(addresses, policy)
         if not checked.allowed:
             return checked, None
-        flow: Flow = stream.context
         last = deny(Reason.UPSTREAM_UNREACHABLE, status=502, detail=f"{authority} refused")
         for address in addresses:
             flow.address = str(address)
@@ -463,80 +441,3 @@ class TunnelConnection(asyncio.Protocol):
         self.state.streams_open -= 1
         if future.exception() is not None:
             log.error("audit event lost: %s", future.exception())
-
-    # -- certificate renewal --------------------------------------------------------------------
-
-    async def renew(self, stream: Stream, csr_pem: bytes) -> None:
-        """Sign a renewed certificate for this connection's own device (store I/O in a thread)."""
-        assert self.session is not None and self.identity is not None
-        try:
-            cert = await asyncio.to_thread(self.state.renew, self.identity, csr_pem)
-        except Exception as exc:  # CsrError and store errors: deny with the reason
-            log.warning("renewal for %s refused: %s", self.identity.device_id, exc)
-            decision = deny(Reason.CSR_INVALID, status=400, detail=str(exc))
-            reply = headers.response_headers(decision)
-            cert = b""
-        else:
-            decision = allow()
-            reply = [(b":status", b"200"), (b"content-type", b"application/pem-certificate-chain")]
-        if stream.finished:
-            return
-        stream.context.decision = decision
-        self._answer(stream, reply, cert)
-
-    def _answer(self, stream: Stream, fields: list[tuple[bytes, bytes]], body: bytes) -> None:
-        """A complete response to one of the broker's own requests on the tunnel."""
-        session = self.session
-        assert session is not None
-        try:
-            session.conn.send_headers(stream.stream_id, fields)
-        except ProtocolError:
-            session.abort(stream.stream_id, ErrorCodes.CANCEL)
-            return
-        if body:
-            session.send(stream.stream_id, body)
-        session.end(stream.stream_id)
-        session.flush()
-
-    # -- login service -------------------------------------------------------------------------
-
-    async def control(self, stream: Stream, path: str, body: bytes) -> None:
-        """Answer a login-service request (directory, IdP and store I/O in a thread)."""
-        service = self.state.identity
-        assert service is not None and self.identity is not None
-        try:
-            reply = await asyncio.to_thread(service.handle, path, self.identity, self.thumbprint,
-                                            body)
-        except Exception:  # handle() does not raise; if it ever does, fail closed
-            log.exception("login request %s failed", path)
-            reply = ControlReply(deny(Reason.INTERNAL_ERROR, status=500))
-        if stream.finished:
-            return
-        flow: Flow = stream.context
-        flow.decision, flow.user = reply.audit or reply.decision, reply.user
-        if reply.payload is not None and reply.decision.allowed:
-            out = [(b":status", b"200"), (b"content-type", b"application/json"),
-                   (b"cache-control", b"no-store")]
-            body_out = json.dumps(reply.payload, ensure_ascii=False).encode("utf-8")
-        else:
-            out, body_out = headers.response_headers(reply.decision), b""
-        self._answer(stream, out, body_out)
-
-
-class _Collector(BodyEndpoint):
-    """Gathers a small request body (a CSR, a login request); at its end `answer` runs."""
-
-    def __init__(self, owner: TunnelConnection, stream: Stream,
-                 answer: Callable[[Stream, bytes], Coroutine[Any, Any, None]]) -> None:
-        super().__init__(MAX_RENEW_BODY_BYTES)
-        self.owner, self.stream, self.answer = owner, stream, answer
-
-    def write(self, data: bytes) -> None:
-        super().write(data)
-        if self.overflowed:
-            assert self.owner.session is not None
-            self.owner.session.abort(self.stream.stream_id, ErrorCodes.REFUSED_STREAM)
-
-    def write_eof(self) -> None:
-        if not self.overflowed:
-            self.owner.loop.create_task(self.answer(self.stream, bytes(self.body)))

@@ -1,5 +1,6 @@
-"""Posture: device quarantine (an admin's cut-off, with its reason) and each device's newest
-posture report (sequence number against replays, facts and verdict for the device list).
+"""Posture: device quarantine (an admin's cut-off, with its reason), each device's newest
+posture report (sequence number against replays, facts and verdict for the device list), and
+the admin API's tokens (only their SHA-256 is stored).
 
 Revision ID: 0003
 Revises: 0002
@@ -36,7 +37,19 @@ def upgrade() -> None:
     )
 
 
+    op.create_table(
+        "admin_tokens",
+        sa.Column("token_hash", sa.String(64), nullable=False),
+        sa.Column("name", sa.String(200), nullable=False),
+        sa.Column("created_at", sa.Double(), nullable=False),
+        sa.Column("revoked_at", sa.Double(), nullable=True),
+        sa.PrimaryKeyConstraint("token_hash", name="pk_admin_tokens"),
+        sa.UniqueConstraint("name", name="uq_admin_tokens_name"),
+    )
+
+
 def downgrade() -> None:
+    op.drop_table("admin_tokens")
     op.drop_table("device_posture")
     with op.batch_alter_table("devices") as batch:
         batch.drop_column("quarantine_reason")

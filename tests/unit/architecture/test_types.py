@@ -12,7 +12,9 @@ CORES = ["ztcore", "broker/pki.py", "broker/config.py", "broker/registry.py",
          "agent/identity.py", "agent/config.py", "broker/sessions.py", "idp_bridge/directory.py",
          "idp_bridge/ldap_syntax.py", "idp_bridge/account_state.py", "idp_bridge/groups.py",
          "idp_bridge/totp.py", "idp_bridge/oidc.py", "idp_bridge/oidc_config.py",
-         "broker/login.py", "broker/identity_config.py", "agent/session.py"]
+         "broker/login.py", "broker/identity_config.py", "agent/session.py",
+         "agent/posture", "agent/posture_report.py", "broker/posture_report.py",
+         "broker/posture.py", "broker/posture_profile.py", "broker/posture_texts.py"]
 
 
 def test_cores_pass_mypy_strict() -> None:

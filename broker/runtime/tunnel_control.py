@@ -1,0 +1,149 @@
+"""The broker's own requests on a tunnel: certificate renewal, the login service and posture
+reports. A mixin of `TunnelConnection`: each request's small body is collected, handled in a
+worker thread (store, directory and IdP I/O), and answered on its stream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+from h2.errors import ErrorCodes
+from h2.exceptions import ProtocolError
+
+from broker.runtime.identity_service import CONTROL_KINDS, ControlReply
+from broker.runtime.posture_service import PATH_POSTURE
+from ztcore import headers
+from ztcore.decision import allow, deny
+from ztcore.reasons import Reason
+from ztcore.tunnel import BodyEndpoint, Stream
+
+if TYPE_CHECKING:
+    from broker.runtime.tunnel_server import TunnelConnection
+
+log = logging.getLogger("sekimori.tunnel")
+MAX_CONTROL_BODY_BYTES = 64 * 1024
+
+
+class ControlRequests:
+    """Mixin: needs the connection's `session`, `identity`, `thumbprint`, `public_key`, `state`,
+    `loop`."""
+
+    def route_control(self: TunnelConnection, stream: Stream, path: str) -> bool:
+        """Bind a collector for a control request on `path`; False if the path is not one."""
+        assert self.session is not None
+        flow = stream.context
+        if path == "/v1/renew":
+            flow.kind = "renewal"
+            answer: Callable[[Stream, bytes], Coroutine[Any, Any, None]] = self.renew
+        elif path == PATH_POSTURE and self.state.posture is not None:
+            flow.kind = "posture-report"
+            answer = self.posture_report
+        elif path in CONTROL_KINDS and self.state.identity is not None:
+            flow.kind = CONTROL_KINDS[path]
+            async def answer(s: Stream, body: bytes) -> None:
+                await self.control(s, path, body)
+        else:
+            return False
+        self.session.bind(stream.stream_id, _Collector(self, stream, answer))
+        return True
+
+    # -- certificate renewal --------------------------------------------------------------------
+
+    async def renew(self: TunnelConnection, stream: Stream, csr_pem: bytes) -> None:
+        """Sign a renewed certificate for this connection's own device (store I/O in a thread)."""
+        assert self.session is not None and self.identity is not None
+        try:
+            cert = await asyncio.to_thread(self.state.renew, self.identity, csr_pem)
+        except Exception as exc:  # CsrError and store errors: deny with the reason
+            log.warning("renewal for %s refused: %s", self.identity.device_id, exc)
+            decision = deny(Reason.CSR_INVALID, status=400, detail=str(exc))
+            reply = headers.response_headers(decision)
+            cert = b""
+        else:
+            decision = allow()
+            reply = [(b":status", b"200"), (b"content-type", b"application/pem-certificate-chain")]
+        if stream.finished:
+            return
+        stream.context.decision = decision
+        self._answer(stream, reply, cert)
+
+    def _answer(self: TunnelConnection, stream: Stream, fields: list[tuple[bytes, bytes]], body: bytes) -> None:
+        """A complete response to one of the broker's own requests on the tunnel."""
+        session = self.session
+        assert session is not None
+        try:
+            session.conn.send_headers(stream.stream_id, fields)
+        except ProtocolError:
+            session.abort(stream.stream_id, ErrorCodes.CANCEL)
+            return
+        if body:
+            session.send(stream.stream_id, body)
+        session.end(stream.stream_id)
+        session.flush()
+
+    # -- login service -------------------------------------------------------------------------
+
+    async def control(self: TunnelConnection, stream: Stream, path: str, body: bytes) -> None:
+        """Answer a login-service request (directory, IdP and store I/O in a thread)."""
+        service = self.state.identity
+        assert service is not None and self.identity is not None
+        try:
+            reply = await asyncio.to_thread(service.handle, path, self.identity, self.thumbprint,
+                                            body)
+        except Exception:  # handle() does not raise; if it ever does, fail closed
+            log.exception("login request %s failed", path)
+            reply = ControlReply(deny(Reason.INTERNAL_ERROR, status=500))
+        if stream.finished:
+            return
+        flow = stream.context
+        flow.decision, flow.user = reply.audit or reply.decision, reply.user
+        self._reply(stream, reply)
+
+
+    async def posture_report(self: TunnelConnection, stream: Stream, body: bytes) -> None:
+        """Check, record and judge a posture report; the verdict goes back to the agent, and a
+        device judged non-compliant loses its other streams at once."""
+        service = self.state.posture
+        assert service is not None and self.identity is not None
+        try:
+            reply = await asyncio.to_thread(service.handle_report, self.identity,
+                                            self.public_key, body)
+        except Exception:
+            log.exception("posture report failed")
+            reply = ControlReply(deny(Reason.INTERNAL_ERROR, status=500))
+        if stream.finished:
+            return
+        stream.context.decision = reply.audit or reply.decision
+        self._reply(stream, reply)
+        self.recheck_posture(self.state.clock())
+
+    def _reply(self: TunnelConnection, stream: Stream, reply: ControlReply) -> None:
+        if reply.payload is not None and reply.decision.allowed:
+            out = [(b":status", b"200"), (b"content-type", b"application/json"),
+                   (b"cache-control", b"no-store")]
+            body_out = json.dumps(reply.payload, ensure_ascii=False).encode("utf-8")
+        else:
+            out, body_out = headers.response_headers(reply.decision), b""
+        self._answer(stream, out, body_out)
+
+
+class _Collector(BodyEndpoint):
+    """Gathers a small request body (a CSR, a login request); at its end `answer` runs."""
+
+    def __init__(self, owner: TunnelConnection, stream: Stream,
+                 answer: Callable[[Stream, bytes], Coroutine[Any, Any, None]]) -> None:
+        super().__init__(MAX_CONTROL_BODY_BYTES)
+        self.owner, self.stream, self.answer = owner, stream, answer
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        if self.overflowed:
+            assert self.owner.session is not None
+            self.owner.session.abort(self.stream.stream_id, ErrorCodes.REFUSED_STREAM)
+
+    def write_eof(self) -> None:
+        if not self.overflowed:
+            self.owner.loop.create_task(self.answer(self.stream, bytes(self.body)))
