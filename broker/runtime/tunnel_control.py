@@ -21,17 +21,28 @@ from ztcore.reasons import Reason
 from ztcore.tunnel import BodyEndpoint, Stream
 
 if TYPE_CHECKING:
-    from broker.runtime.tunnel_server import TunnelConnection
+    from broker.pki import DeviceIdentity
+    from broker.runtime.broker_state import BrokerState
+    from ztcore.tunnel import TunnelSession
 
 log = logging.getLogger("sekimori.tunnel")
 MAX_CONTROL_BODY_BYTES = 64 * 1024
 
 
 class ControlRequests:
-    """Mixin: needs the connection's `session`, `identity`, `thumbprint`, `public_key`, `state`,
-    `loop`."""
+    """Mixin of `TunnelConnection`, which provides these."""
 
-    def route_control(self: TunnelConnection, stream: Stream, path: str) -> bool:
+    session: TunnelSession | None
+    identity: DeviceIdentity | None
+    thumbprint: str
+    public_key: object
+    state: BrokerState
+    loop: asyncio.AbstractEventLoop
+
+    def recheck_posture(self, now: float) -> None:
+        raise NotImplementedError
+
+    def route_control(self, stream: Stream, path: str) -> bool:
         """Bind a collector for a control request on `path`; False if the path is not one."""
         assert self.session is not None
         flow = stream.context
@@ -52,7 +63,7 @@ class ControlRequests:
 
     # -- certificate renewal --------------------------------------------------------------------
 
-    async def renew(self: TunnelConnection, stream: Stream, csr_pem: bytes) -> None:
+    async def renew(self, stream: Stream, csr_pem: bytes) -> None:
         """Sign a renewed certificate for this connection's own device (store I/O in a thread)."""
         assert self.session is not None and self.identity is not None
         try:
@@ -70,7 +81,7 @@ class ControlRequests:
         stream.context.decision = decision
         self._answer(stream, reply, cert)
 
-    def _answer(self: TunnelConnection, stream: Stream, fields: list[tuple[bytes, bytes]], body: bytes) -> None:
+    def _answer(self, stream: Stream, fields: list[tuple[bytes, bytes]], body: bytes) -> None:
         """A complete response to one of the broker's own requests on the tunnel."""
         session = self.session
         assert session is not None
@@ -86,7 +97,7 @@ class ControlRequests:
 
     # -- login service -------------------------------------------------------------------------
 
-    async def control(self: TunnelConnection, stream: Stream, path: str, body: bytes) -> None:
+    async def control(self, stream: Stream, path: str, body: bytes) -> None:
         """Answer a login-service request (directory, IdP and store I/O in a thread)."""
         service = self.state.identity
         assert service is not None and self.identity is not None
@@ -103,7 +114,7 @@ class ControlRequests:
         self._reply(stream, reply)
 
 
-    async def posture_report(self: TunnelConnection, stream: Stream, body: bytes) -> None:
+    async def posture_report(self, stream: Stream, body: bytes) -> None:
         """Check, record and judge a posture report; the verdict goes back to the agent, and a
         device judged non-compliant loses its other streams at once."""
         service = self.state.posture
@@ -120,7 +131,7 @@ class ControlRequests:
         self._reply(stream, reply)
         self.recheck_posture(self.state.clock())
 
-    def _reply(self: TunnelConnection, stream: Stream, reply: ControlReply) -> None:
+    def _reply(self, stream: Stream, reply: ControlReply) -> None:
         if reply.payload is not None and reply.decision.allowed:
             out = [(b":status", b"200"), (b"content-type", b"application/json"),
                    (b"cache-control", b"no-store")]
@@ -133,7 +144,7 @@ class ControlRequests:
 class _Collector(BodyEndpoint):
     """Gathers a small request body (a CSR, a login request); at its end `answer` runs."""
 
-    def __init__(self, owner: TunnelConnection, stream: Stream,
+    def __init__(self, owner: ControlRequests, stream: Stream,
                  answer: Callable[[Stream, bytes], Coroutine[Any, Any, None]]) -> None:
         super().__init__(MAX_CONTROL_BODY_BYTES)
         self.owner, self.stream, self.answer = owner, stream, answer
