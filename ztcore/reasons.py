@@ -93,6 +93,15 @@ class Reason(str, Enum):
     DEVICE_QUARANTINED = "device-quarantined"
     DEVICE_RELEASED = "device-released"
     ADMIN_UNAUTHORIZED = "admin-unauthorized"
+    # access policy and the three-layer guard (broker/policy/)
+    POLICY_ALLOWED = "policy-allowed"
+    POLICY_DENIED = "policy-denied"
+    PRIVATE_APP_DEFAULT_DENY = "private-app-default-deny"
+    ZONE_MYNUMBER_FORBIDDEN = "zone-mynumber-forbidden"
+    ZONE_MYNUMBER_SPECIFIC_ONLY = "zone-mynumber-specific-only"
+    ZONE_LGWAN_VDI_ONLY = "zone-lgwan-vdi-only"
+    ZONE_LGWAN_NEEDS_MFA_AND_POSTURE = "zone-lgwan-needs-mfa-and-posture"
+    TENANT_QUOTA_EXCEEDED = "tenant-quota-exceeded"
     # identity: OpenID Connect relying party (idp_bridge/oidc.py)
     OIDC_LOGIN_OK = "oidc-login-ok"
     OIDC_STATE_INVALID = "oidc-state-invalid"
@@ -322,6 +331,32 @@ REASON_TEXT: dict[Reason, ReasonText] = {
     Reason.ADMIN_UNAUTHORIZED: ReasonText(
         "管理APIの認証に失敗しました（管理者トークンが必要です）。",
         "The admin API needs a valid administrator token."),
+    Reason.POLICY_ALLOWED: ReasonText(
+        "アクセスポリシーにより許可されています。", "Allowed by the access policy."),
+    Reason.POLICY_DENIED: ReasonText(
+        "アクセスポリシーにより、このアプリへのアクセスは許可されていません。",
+        "The access policy does not allow you to use this app."),
+    Reason.PRIVATE_APP_DEFAULT_DENY: ReasonText(
+        "この庁内アプリへのアクセスを許可するルールがありません（既定で拒否）。",
+        "No rule allows access to this internal app (denied by default)."),
+    Reason.ZONE_MYNUMBER_FORBIDDEN: ReasonText(
+        "インターネット接続系の端末からマイナンバー利用事務系へは接続できません（三層分離）。",
+        "A device on the internet segment may never reach the My Number segment "
+        "(three-layer separation)."),
+    Reason.ZONE_MYNUMBER_SPECIFIC_ONLY: ReasonText(
+        "マイナンバー利用事務系の端末は、特定通信の宛先にしか接続できません（三層分離）。",
+        "A device on the My Number segment may reach only its specific communications "
+        "(three-layer separation)."),
+    Reason.ZONE_LGWAN_VDI_ONLY: ReasonText(
+        "αモデルでは、インターネット接続系の端末からLGWAN接続系へは画面転送でのみ接続できます。",
+        "In the alpha model, a device on the internet segment may reach LGWAN apps only by "
+        "screen transfer."),
+    Reason.ZONE_LGWAN_NEEDS_MFA_AND_POSTURE: ReasonText(
+        "LGWAN接続系のアプリには、多要素認証と要件を満たした端末が必要です。",
+        "LGWAN apps need multi-factor authentication and a compliant device."),
+    Reason.TENANT_QUOTA_EXCEEDED: ReasonText(
+        "この自治体の同時接続数または帯域の上限に達しています。しばらくしてから再試行してください。",
+        "Your organisation has reached its share of connections or bandwidth. Try again shortly."),
     Reason.OIDC_LOGIN_OK: ReasonText(
         "シングルサインオンでログインしました。", "The single sign-on login succeeded."),
     Reason.OIDC_STATE_INVALID: ReasonText(
