@@ -16,6 +16,8 @@ from ztcore.tenants import TENANT_ID_RULE, is_tenant_id
 DEVICE_ACTIVE: Final = "active"
 DEVICE_REVOKED: Final = "revoked"
 DEVICE_STATUSES: Final = frozenset({DEVICE_ACTIVE, DEVICE_REVOKED})
+SEGMENTS: Final = frozenset({"mynumber", "lgwan", "internet"})
+SECURITY_MODELS: Final = frozenset({"alpha", "beta", "beta_prime"})
 
 def validate_tenant_id(text: str) -> str:
     """Return `text` if it is a tenant id (a lowercase slug, 2 to 63 characters)."""
@@ -29,6 +31,8 @@ class Tenant:
     id: str
     name: str
     created_at: float
+    parent: str | None = None    # the prefecture that operates this municipality
+    model: str = "beta"          # MIC security model: alpha, beta or beta_prime
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,11 +50,15 @@ class Device:
     last_seen_at: float | None = None
     quarantined_at: float | None = None   # an admin cut the device off (it may reach only the
     quarantine_reason: str = ""           # repair destinations, [posture] quarantine_allow)
+    segment: str = "internet"             # mynumber / lgwan / internet (三層分離)
 
     def __post_init__(self) -> None:
         if self.status not in DEVICE_STATUSES:
             raise ValueError(
                 f"invalid device status {self.status!r}: expected 'active' or 'revoked'")
+        if self.segment not in SEGMENTS:
+            raise ValueError(f"invalid device segment {self.segment!r}: expected one of "
+                             f"{', '.join(sorted(SEGMENTS))}")
 
     @property
     def revoked(self) -> bool:

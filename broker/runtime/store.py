@@ -38,6 +38,7 @@ from broker.devices import (
     validate_tenant_id,
 )
 from broker.runtime.identity_store import IdentityRecords
+from broker.runtime.policy_store import PolicyRecords
 from broker.runtime.posture_store import PostureRecords
 from broker.runtime.tables import METADATA, StoreError, devices, enrolment_codes, meta, tenants
 from ztcore.errors import ConfigError
@@ -75,7 +76,7 @@ def engine_url(url: str) -> URL:
     raise ConfigError(f"store url: {shown!r} is not supported; use sqlite:/// or postgresql://")
 
 
-class Store(IdentityRecords, PostureRecords):
+class Store(IdentityRecords, PostureRecords, PolicyRecords):
     """Tenants, enrolment codes, devices, TOTP factors and login sessions in one SQL database."""
 
     def __init__(self, url: str) -> None:
@@ -199,7 +200,8 @@ class Store(IdentityRecords, PostureRecords):
                 cert_serial=device.cert_serial, cert_fingerprint=device.cert_fingerprint,
                 cert_not_after=device.cert_not_after, revoked_at=device.revoked_at,
                 revoke_reason=device.revoke_reason, last_seen_at=device.last_seen_at,
-                quarantined_at=device.quarantined_at, quarantine_reason=device.quarantine_reason))
+                quarantined_at=device.quarantined_at, quarantine_reason=device.quarantine_reason,
+                segment=device.segment))
             _bump_devices_revision(conn)
 
     def get_device(self, device_id: str) -> Device | None:
@@ -359,7 +361,8 @@ def _describe(exc: SQLAlchemyError) -> str:
 
 
 def _tenant(row: Row[Any]) -> Tenant:
-    return Tenant(id=row.id, name=row.name, created_at=float(row.created_at))
+    return Tenant(id=row.id, name=row.name, created_at=float(row.created_at), parent=row.parent,
+                  model=row.model)
 
 
 def _enrolment_code(row: Row[Any]) -> EnrolmentCode:
@@ -377,7 +380,7 @@ def _device(row: Row[Any]) -> Device:
         revoked_at=_optional_float(row.revoked_at), revoke_reason=row.revoke_reason,
         last_seen_at=_optional_float(row.last_seen_at),
         quarantined_at=_optional_float(row.quarantined_at),
-        quarantine_reason=row.quarantine_reason or "")
+        quarantine_reason=row.quarantine_reason or "", segment=row.segment or "internet")
 
 
 def _optional_float(value: Any) -> float | None:

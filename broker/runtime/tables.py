@@ -24,6 +24,8 @@ tenants = sa.Table(
     sa.Column("id", sa.String(63), primary_key=True),
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("created_at", sa.Double(), nullable=False),
+    sa.Column("parent", sa.String(63), sa.ForeignKey("tenants.id"), nullable=True),
+    sa.Column("model", sa.String(16), nullable=False, server_default="beta"),
 )
 enrolment_codes = sa.Table(
     "enrolment_codes", _md,
@@ -53,12 +55,14 @@ devices = sa.Table(
     sa.Column("last_seen_at", sa.Double(), nullable=True),
     sa.Column("quarantined_at", sa.Double(), nullable=True),
     sa.Column("quarantine_reason", sa.String(200), nullable=False, server_default=""),
+    sa.Column("segment", sa.String(16), nullable=False, server_default="internet"),
 )
 meta = sa.Table(
     "meta", _md,
     sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
     sa.Column("devices_revision", sa.BigInteger(), nullable=False),
     sa.Column("sessions_revision", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("policy_revision", sa.BigInteger(), nullable=False, server_default="0"),
 )
 totp_factors = sa.Table(
     "totp_factors", _md,
@@ -116,5 +120,24 @@ admin_tokens = sa.Table(
     sa.Column("name", sa.String(200), nullable=False, unique=True),
     sa.Column("created_at", sa.Double(), nullable=False),
     sa.Column("revoked_at", sa.Double(), nullable=True),
+)
+tenant_policies = sa.Table(
+    "tenant_policies", _md,
+    sa.Column("tenant_id", sa.String(63), sa.ForeignKey("tenants.id"), primary_key=True),
+    sa.Column("document", sa.Text(), nullable=False),            # the policy as YAML
+    sa.Column("revision", sa.BigInteger(), nullable=False),
+    sa.Column("updated_at", sa.Double(), nullable=False),
+    sa.Column("updated_by", sa.String(200), nullable=False),
+)
+admin_audit = sa.Table(
+    "admin_audit", _md,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("time", sa.Double(), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(100), nullable=False),
+    sa.Column("tenant_id", sa.String(63), nullable=True, index=True),
+    sa.Column("target", sa.String(200), nullable=False),
+    sa.Column("before", sa.Text(), nullable=True),
+    sa.Column("after", sa.Text(), nullable=True),
 )
 METADATA: Final = _md
