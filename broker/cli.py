@@ -16,7 +16,9 @@ from rich.table import Table
 
 from broker.devices import validate_tenant_id
 from broker.enrolment import DEFAULT_CODE_TTL_SECONDS, format_code, hash_code, parse_duration
-from broker.identity_cli import admin_app, session_app, user_app
+from broker.identity_cli import admin_account_app, admin_app, session_app, user_app
+from broker.policy_cli import actor as policy_actor
+from broker.policy_cli import policy_app
 from broker.runtime.datadir import init_data_dir, load_ca, load_config
 from broker.runtime.posture_store import PostureRecord
 from broker.runtime.store import Store, StoreError
@@ -36,6 +38,8 @@ app.add_typer(device_app, name="device")
 app.add_typer(user_app, name="user")
 app.add_typer(session_app, name="session")
 app.add_typer(admin_app, name="admin-token")
+app.add_typer(admin_account_app, name="admin")
+app.add_typer(policy_app, name="policy")
 # Logs and CI are not terminals: rich would wrap at 80 columns and cut the demo table.
 console = Console(width=None if sys.stdout.isatty() else 120)
 DataDir = Annotated[Path, typer.Option("--data-dir", envvar="SEKIMORI_DATA",
@@ -97,13 +101,34 @@ def serve(data_dir: DataDir = DEFAULT_DIR,
 
 @tenant_app.command("add")
 def tenant_add(tenant_id: str, name: Annotated[str, typer.Option(help="Display name, e.g. 〇〇市")],
+               parent: Annotated[Optional[str], typer.Option(help="The prefecture operating it")] = None,
+               model: Annotated[str, typer.Option(help="Security model: alpha, beta or beta_prime")] = "beta",
                data_dir: DataDir = DEFAULT_DIR) -> None:
     try:
         validate_tenant_id(tenant_id)
-        _store(data_dir).add_tenant(tenant_id, name, time.time())
+        store = _store(data_dir)
+        store.add_tenant(tenant_id, name, time.time())
+        if parent is not None or model != "beta":
+            store.set_tenancy(tenant_id, parent=parent, model=model, actor=policy_actor(),
+                              now=time.time())
     except (ValueError, StoreError) as exc:
         raise _fail(str(exc)) from None
-    console.print(f"[green]tenant {tenant_id} added[/green] ({name})")
+    console.print(f"[green]tenant {tenant_id} added[/green] ({name}, model {model}"
+                  + (f", under {parent}" if parent else "") + ")")
+
+
+@tenant_app.command("set")
+def tenant_set(tenant_id: str,
+               model: Annotated[str, typer.Option(help="alpha, beta or beta_prime")],
+               parent: Annotated[Optional[str], typer.Option(help="The prefecture (none: top level)")] = None,
+               data_dir: DataDir = DEFAULT_DIR) -> None:
+    """Change a tenant's security model or its prefecture (audited; applies within a second)."""
+    try:
+        _store(data_dir).set_tenancy(tenant_id, parent=parent, model=model, actor=policy_actor(),
+                                     now=time.time())
+    except StoreError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"tenant {tenant_id}: model {model}" + (f", under {parent}" if parent else ""))
 
 
 @tenant_app.command("list")
@@ -194,6 +219,21 @@ def device_revoke(device_id: str,
     if not _store(data_dir).revoke_device(device_id, reason, time.time()):
         raise _fail(f"no device {device_id}")
     console.print(f"[yellow]device {device_id} revoked[/yellow]: {reason}")
+
+
+@device_app.command("segment")
+def device_segment(device_id: str,
+                   segment: Annotated[str, typer.Argument(help="mynumber, lgwan or internet")],
+                   data_dir: DataDir = DEFAULT_DIR) -> None:
+    """Say which of the three segments a device sits in (the three-layer guard uses it)."""
+    try:
+        changed = _store(data_dir).set_device_segment(device_id, segment, actor=policy_actor(),
+                                                      now=time.time())
+    except StoreError as exc:
+        raise _fail(str(exc)) from None
+    if not changed:
+        raise _fail(f"no device {device_id}")
+    console.print(f"device {device_id} is in the {segment} segment")
 
 
 @device_app.command("quarantine")

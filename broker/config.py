@@ -50,6 +50,13 @@ class BrokerConfig:
     audit_path: Path
     identity: IdentityConfig = IdentityConfig()
     posture: PostureConfig = PostureConfig()
+    max_streams_per_tenant: int = 5000               # fair share: concurrent streams per tenant
+    tenant_max_streams: dict[str, int] | None = None  # [quotas] per-tenant overrides
+
+    def stream_quota(self, tenant: str) -> int:
+        if self.tenant_max_streams and tenant in self.tenant_max_streams:
+            return self.tenant_max_streams[tenant]
+        return self.max_streams_per_tenant
 
     @property
     def ca_cert_path(self) -> Path:
@@ -146,6 +153,16 @@ def _static_hosts(table: Mapping[str, Any]) -> dict[str, tuple[IPv4Address | IPv
     return out
 
 
+def _quotas(table: Mapping[str, Any]) -> dict[str, int]:
+    """`[quotas]`: `"tenant-id" = max concurrent streams` (a municipality's fair share)."""
+    out: dict[str, int] = {}
+    for tenant, value in table.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"quotas.{tenant}: expected a whole number of streams >= 1")
+        out[str(tenant)] = value
+    return out
+
+
 def parse_config(raw: Mapping[str, Any], data_dir: Path) -> BrokerConfig:
     broker = _table(raw, "broker")
     dest = _table(raw, "destinations")
@@ -186,6 +203,8 @@ def parse_config(raw: Mapping[str, Any], data_dir: Path) -> BrokerConfig:
         audit_path=audit_path if audit_path.is_absolute() else data_dir / audit_path,
         identity=parse_identity_config(_table(raw, "identity")),
         posture=parse_posture_config(_table(raw, "posture")),
+        max_streams_per_tenant=_whole_seconds(broker, "max_streams_per_tenant", "broker", 5000),
+        tenant_max_streams=_quotas(_table(raw, "quotas")),
     )
 
 

@@ -141,23 +141,65 @@ def rotate_key(grace: Annotated[int, typer.Option(help="Seconds the old key stay
 
 
 admin_app = typer.Typer(no_args_is_help=True, help="Tokens for the admin API (/v1/admin/...).")
+admin_account_app = typer.Typer(no_args_is_help=True, help="Admin accounts (password + TOTP).")
 
 
 @admin_app.command("create")
 def admin_token_create(name: Annotated[str, typer.Argument(help="Who or what uses it, e.g. soc-playbook")],
+                       role: Annotated[str, typer.Option(help="prefecture-operator, municipal-admin or auditor")] = "prefecture-operator",
+                       tenant: Annotated[Optional[str], typer.Option(help="Scope (none: every tenant)")] = None,
                        data_dir: DataDir = DEFAULT_DIR) -> None:
-    """Make an admin API token; it is printed once (only its SHA-256 is stored)."""
+    """Make an admin API token for automation; printed once (only its SHA-256 is stored).
+    People log in with `POST /v1/admin/login` (password + TOTP) instead."""
     from broker.api.admin import token_hash
 
     store, _ = _open(data_dir)
     token = "skm_" + secrets.token_urlsafe(32)
     with store:
         try:
-            store.add_admin_token(name, token_hash(token), time.time())
-        except StoreError as exc:
+            store.add_admin_token(name, token_hash(token), time.time(), role=role, tenant_id=tenant)
+        except (StoreError, ValueError) as exc:
             raise _fail(str(exc)) from None
-    console.print(f"admin token [bold]{name}[/bold] (shown once; send it as Authorization: Bearer):")
+    console.print(f"admin token [bold]{name}[/bold] ({role}"
+                  + (f", tenant {tenant}" if tenant else ", every tenant")
+                  + "; shown once; send it as Authorization: Bearer):")
     print(token)
+
+
+@admin_account_app.command("add")
+def admin_add(name: Annotated[str, typer.Argument(help="The admin's login name")],
+              role: Annotated[str, typer.Option(help="prefecture-operator, municipal-admin or auditor")],
+              tenant: Annotated[Optional[str], typer.Option(help="Scope (none: every tenant)")] = None,
+              password_stdin: Annotated[bool, typer.Option("--password-stdin")] = False,
+              qr: Annotated[bool, typer.Option(help="Draw the TOTP QR code")] = True,
+              data_dir: DataDir = DEFAULT_DIR) -> None:
+    """An admin account: a password (12+ characters) and a TOTP factor; the admin API's login
+    needs both."""
+    import getpass
+    import os
+    import sys
+
+    from broker.admin_auth import AdminIdentity, hash_password
+    from broker.api.admin import ADMIN_TOTP_TENANT
+
+    password = (sys.stdin.readline().rstrip("\r\n") if password_stdin
+                else getpass.getpass("password: "))
+    store, key = _open(data_dir)
+    try:
+        identity = AdminIdentity(name, role, tenant)
+        hashed = hash_password(password, os.urandom(16))
+        secret = new_secret()
+        shown = enrol(secret, ADMIN_TOTP_TENANT, name)
+        with store:
+            store.add_admin_account(identity, hashed, seal_secret(
+                secret, key, ADMIN_TOTP_TENANT, name, new_seal_nonce()), time.time())
+    except (StoreError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    if qr:
+        print(shown.qr_text)
+    console.print(f"admin [bold]{name}[/bold] ({role}" + (f", tenant {tenant}" if tenant else "") + ")")
+    print(f"otpauth URI: {shown.uri}")
+    print(f"secret (manual entry): {secret}")
 
 
 @admin_app.command("revoke")

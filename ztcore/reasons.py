@@ -340,8 +340,8 @@ REASON_TEXT: dict[Reason, ReasonText] = {
         "この庁内アプリへのアクセスを許可するルールがありません（既定で拒否）。",
         "No rule allows access to this internal app (denied by default)."),
     Reason.ZONE_MYNUMBER_FORBIDDEN: ReasonText(
-        "インターネット接続系の端末からマイナンバー利用事務系へは接続できません（三層分離）。",
-        "A device on the internet segment may never reach the My Number segment "
+        "マイナンバー利用事務系の外の端末からマイナンバー利用事務系へは接続できません（三層分離）。",
+        "A device outside the My Number segment may never reach a My Number app "
         "(three-layer separation)."),
     Reason.ZONE_MYNUMBER_SPECIFIC_ONLY: ReasonText(
         "マイナンバー利用事務系の端末は、特定通信の宛先にしか接続できません（三層分離）。",

@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from broker.api.admin import AdminStore, admin_router
+from broker.api.admin import AdminApi, admin_router
 from broker.runtime.device_authority import DeviceAuthority, Enrolment
 from ztcore.audit import AuditEvent
 from ztcore.decision import Decision
@@ -48,10 +48,10 @@ def create_app(authority: DeviceAuthority, ca_pem: bytes, tunnel: Callable[[], T
                audit: Callable[[AuditEvent], Awaitable[None]],
                metrics: CollectorRegistry | None = None,
                clock: Callable[[], float] = time.time,
-               admin_store: AdminStore | None = None) -> FastAPI:
+               admin: AdminApi | None = None) -> FastAPI:
     app = FastAPI(title="Sekimori broker", version="0.1.0", docs_url=None, redoc_url=None)
-    if admin_store is not None:
-        app.include_router(admin_router(admin_store, audit, clock))
+    if admin is not None:
+        app.include_router(admin_router(admin))
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -1,7 +1,9 @@
 """The access-policy model: tenants and their security model, apps and their zones, specific
 communications, devices' segments, rules, and what a decision looks like.
 
-Pure values only (frozen dataclasses); parsing lives in `yaml_io.py`, evaluation in `guard.py`
+Pure values (frozen dataclasses) and `check_policy`, the one validation of a whole policy that
+both the YAML loader and the compiler run, so that a policy built in code is held to the same
+rules as one imported from a file. Parsing lives in `yaml_io.py`, evaluation in `guard.py`
 and `engine.py`, analysis in `lint.py`. Vocabulary (MIC 地方公共団体における情報セキュリティポリシー
 に関するガイドライン):
 
@@ -21,7 +23,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from ipaddress import ip_network
 from typing import Final
+
+from broker.policy.hosts import host_pattern_problem
+from ztcore.errors import ZTError
+
+
+class PolicyError(ZTError):
+    """A policy is invalid; the message starts with the path of the bad field
+    (`rules[3].when.groups: expected a list of strings`). The policy in force stays."""
 
 
 class Zone(str, Enum):
@@ -46,6 +57,10 @@ class PrivateKind(str, Enum):
     WEB = "web"
     TCP = "tcp"
     VDI = "vdi"               # screen transfer (画面転送): the only lgwan path in alpha
+
+
+# How far a zone is from the internet: the guard judges a host by the strictest app naming it.
+ZONE_STRICTNESS: Final = {Zone.INTERNET: 0, Zone.LGWAN: 1, Zone.MYNUMBER: 2}
 
 
 class ActionKind(str, Enum):
@@ -101,6 +116,17 @@ class TimeWindow:
     days: tuple[int, ...]                  # 0 = Monday ... 6 = Sunday
     start_minute: int                      # minutes after local midnight, inclusive
     end_minute: int                        # exclusive; start > end wraps past midnight
+
+    def contains(self, weekday: int, minute_of_day: int) -> bool:
+        """A wrapping window belongs to the day it starts on: `fri 22:00-06:00` holds Friday
+        night and Saturday before 06:00, not Friday before 06:00."""
+        if self.start_minute < self.end_minute:
+            return weekday in self.days and self.start_minute <= minute_of_day < self.end_minute
+        if self.start_minute == self.end_minute:
+            return False
+        if minute_of_day >= self.start_minute:
+            return weekday in self.days
+        return minute_of_day < self.end_minute and (weekday - 1) % 7 in self.days
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,3 +200,115 @@ class PolicyDecision:
     app: str | None = None                   # the app id the destination matched
     obligations: frozenset[Obligation] = field(default_factory=frozenset)
     mfa_within_minutes: int | None = None
+
+
+MAX_PORT = 65535
+MINUTES_PER_DAY = 1440
+
+
+def check_policy(policy: Policy, baseline: Policy | None = None, *, prefix: str = "",
+                 references: bool = True) -> None:
+    """Raise `PolicyError` (message starting with the field's path) at the first problem.
+
+    `baseline` is the prefecture's policy: its apps, app groups and specific communications
+    are visible to this policy's rules, its ids may not be reused here, and it must be this
+    tenant's parent. `references=False` skips checking that rules and app groups name known
+    apps and groups (for a municipality's file read without its prefecture's baseline; the
+    compiler always checks them)."""
+    tenant = policy.tenant
+    if not tenant.id:
+        raise PolicyError(f"{prefix}tenant.id: expected a non-empty string")
+    if baseline is not None and tenant.parent != baseline.tenant.id:
+        raise PolicyError(f"{prefix}tenant.parent: the baseline belongs to {baseline.tenant.id!r}, "
+                          f"not to this tenant's parent {tenant.parent!r}")
+    inherited_apps = {a.id for a in baseline.apps} if baseline else set()
+    inherited_groups = {g for g, _ in baseline.app_groups} if baseline else set()
+    inherited_specific = {c.id for c in baseline.specific_communications} if baseline else set()
+    inherited_rules = {r.id for r in baseline.rules} if baseline else set()
+
+    apps = _check_ids(prefix + "apps", [a.id for a in policy.apps], inherited_apps)
+    for i, app in enumerate(policy.apps):
+        path = f"{prefix}apps[{i}]"
+        if not app.name:
+            raise PolicyError(f"{path}.name: expected a non-empty string")
+        for j, host in enumerate(app.hosts):
+            problem = host_pattern_problem(host)
+            if problem:
+                raise PolicyError(f"{path}.hosts[{j}]: {problem}")
+        for j, port in enumerate(app.ports):
+            _check_port(f"{path}.ports[{j}]", port)
+        if (app.kind is AppKind.PRIVATE) != (app.private_kind is not None):
+            raise PolicyError(f"{path}.private_kind: required for kind private and only for it")
+    visible_apps = apps | inherited_apps
+
+    groups = _check_ids(prefix + "app_groups", [g for g, _ in policy.app_groups], inherited_groups)
+    for group_id, members in policy.app_groups:
+        for j, member in enumerate(members):
+            if references and member not in visible_apps:
+                raise PolicyError(f"{prefix}app_groups.{group_id}[{j}]: unknown app {member!r}")
+    visible_groups = groups | inherited_groups
+
+    _check_ids(prefix + "specific_communications",
+               [c.id for c in policy.specific_communications], inherited_specific)
+    for i, comm in enumerate(policy.specific_communications):
+        path = f"{prefix}specific_communications[{i}]"
+        problem = host_pattern_problem(comm.host)
+        if problem or comm.host.startswith("*."):
+            raise PolicyError(f"{path}.host: {problem or 'expected one host, not a pattern'}")
+        _check_network(f"{path}.address", comm.address)
+        _check_port(f"{path}.port", comm.port)
+
+    _check_ids(prefix + "rules", [r.id for r in policy.rules], inherited_rules)
+    for i, rule in enumerate(policy.rules):
+        path = f"{prefix}rules[{i}]"
+        when = rule.when
+        for j, app_id in enumerate(when.apps):
+            if references and app_id not in visible_apps:
+                raise PolicyError(f"{path}.when.apps[{j}]: unknown app {app_id!r}")
+        for j, group_id in enumerate(when.app_groups):
+            if references and group_id not in visible_groups:
+                raise PolicyError(f"{path}.when.app_groups[{j}]: unknown app group {group_id!r}")
+        for j, network in enumerate(when.source_networks):
+            _check_network(f"{path}.when.source_networks[{j}]", network)
+        for j, window in enumerate(when.time_windows):
+            _check_window(f"{path}.when.time_windows[{j}]", window)
+        action = rule.action
+        if action.kind is ActionKind.REQUIRE_MFA:
+            if action.mfa_within_minutes is None or action.mfa_within_minutes < 1:
+                raise PolicyError(f"{path}.action.require-mfa: expected a number of minutes >= 1")
+        elif action.mfa_within_minutes is not None:
+            raise PolicyError(f"{path}.action: minutes are only for require-mfa")
+
+
+def _check_ids(path: str, ids: list[str], inherited: set[str]) -> set[str]:
+    seen: set[str] = set()
+    for i, item in enumerate(ids):
+        if not item:
+            raise PolicyError(f"{path}[{i}].id: expected a non-empty string")
+        if item in seen:
+            raise PolicyError(f"{path}[{i}].id: duplicate id {item!r}")
+        if item in inherited:
+            raise PolicyError(f"{path}[{i}].id: {item!r} is already defined by the prefecture's baseline")
+        seen.add(item)
+    return seen
+
+
+def _check_port(path: str, port: int) -> None:
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= MAX_PORT:
+        raise PolicyError(f"{path}: expected a port number 1-{MAX_PORT}")
+
+
+def _check_network(path: str, text: str) -> None:
+    try:
+        ip_network(text, strict=True)
+    except ValueError as exc:
+        raise PolicyError(f"{path}: expected an IP address or network (CIDR): {exc}") from None
+
+
+def _check_window(path: str, window: TimeWindow) -> None:
+    if not window.days or len(set(window.days)) != len(window.days) \
+            or not all(0 <= d <= 6 for d in window.days):
+        raise PolicyError(f"{path}: expected distinct days 0-6 (0 = Monday)")
+    if not 0 <= window.start_minute < MINUTES_PER_DAY or not 0 < window.end_minute <= MINUTES_PER_DAY \
+            or window.start_minute == window.end_minute:
+        raise PolicyError(f"{path}: expected a start 00:00-23:59 and a different end 00:01-24:00")

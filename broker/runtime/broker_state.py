@@ -17,6 +17,7 @@ from broker.pki import DeviceIdentity
 from broker.registry import RegistrySnapshot
 from broker.runtime.audit_sink import AuditSink
 from broker.runtime.identity_service import IdentityService
+from broker.runtime.policy_service import PolicyService
 from broker.runtime.posture_service import PostureService
 from ztcore.audit import AuditEvent
 from ztcore.reasons import REASON_TEXT, Reason
@@ -46,6 +47,8 @@ class BrokerState:
     clock: Callable[[], float] = time.time
     identity: IdentityService | None = None
     posture: PostureService | None = None
+    policy: PolicyService | None = None
+    tenant_streams: dict[str, int] = field(default_factory=dict)   # fair share accounting
 
     def device_seen(self, device_id: str) -> None:
         """Record when a device last connected (at most once a minute per device, off the loop)."""
@@ -96,6 +99,11 @@ class BrokerState:
         now = self.clock()
         for conn in list(self.connections):
             conn.recheck_posture(now)
+
+    def policy_changed(self) -> None:
+        """A new policy generation: open streams it refuses end now."""
+        for conn in list(self.connections):
+            conn.recheck_policy()
 
     def revocations_changed(self, revoked: frozenset[str]) -> None:
         """New revocation set: streams opened under a revoked session or token end now."""

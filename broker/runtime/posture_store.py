@@ -1,5 +1,4 @@
-"""The store's posture records: each device's newest report, and the admin API's tokens (a
-mixin of `Store`).
+"""The store's posture records: each device's newest report (a mixin of `Store`).
 
 Recording a report is one conditional write: it lands only if its sequence number is higher
 than the stored one, so a replayed report is refused even when it reaches another broker.
@@ -15,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from broker.runtime.tables import admin_tokens, device_posture, devices
+from broker.runtime.tables import device_posture, devices
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,26 +56,6 @@ class PostureRecords:
             value = conn.execute(sa.select(device_posture.c.seq).where(
                 device_posture.c.device_id == device_id)).scalar_one_or_none()
         return -1 if value is None else int(value)
-
-    def add_admin_token(self, name: str, token_hash: str, now: float) -> None:
-        with self._transaction("cannot add an admin token", write=True,
-                               conflict=f"an admin token named {name!r} already exists") as conn:
-            conn.execute(admin_tokens.insert().values(token_hash=token_hash, name=name,
-                                                      created_at=now, revoked_at=None))
-
-    def admin_token_name(self, token_hash: str) -> str | None:
-        """The name of the live admin token with this hash, or None."""
-        c = admin_tokens.c
-        with self._transaction("cannot read admin tokens") as conn:
-            value = conn.execute(sa.select(c.name).where(c.token_hash == token_hash,
-                                                         c.revoked_at.is_(None))).scalar_one_or_none()
-        return None if value is None else str(value)
-
-    def revoke_admin_token(self, name: str, now: float) -> bool:
-        c = admin_tokens.c
-        with self._transaction("cannot revoke an admin token", write=True) as conn:
-            return bool(conn.execute(admin_tokens.update().where(
-                c.name == name, c.revoked_at.is_(None)).values(revoked_at=now)).rowcount)
 
     def device_postures(self, tenant_id: str | None = None) -> dict[str, PostureRecord]:
         c = device_posture.c

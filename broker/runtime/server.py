@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from prometheus_client import CollectorRegistry, Gauge
 
+from broker.api.admin import AdminApi
 from broker.api.app import TunnelEndpoint, create_app
 from broker.config import BrokerConfig
 from broker.pki import cert_pem
@@ -32,12 +33,14 @@ from broker.runtime.audit_sink import AuditSink
 from broker.runtime.datadir import load_ca, load_seal_key, load_session_keys
 from broker.runtime.device_authority import DeviceAuthority
 from broker.runtime.identity_service import IdentityService
+from broker.runtime.policy_service import PolicyService, write_hits
 from broker.runtime.posture_service import PostureService
 from broker.runtime.store import Store
 from broker.runtime.tunnel_server import BrokerState, TunnelConnection
 from broker.sessions import KeyRing, PreviousKey, SessionAuthority, SessionConfig
 
 log = logging.getLogger("sekimori.broker")
+HITS_EVERY_SECONDS = 10.0
 REGISTRY_POLL_SECONDS = 0.5   # revocations, quarantines and stale posture act within a second
 
 
@@ -90,9 +93,14 @@ class Metrics:
 
 async def _poll_registry(store: Store, state: BrokerState, stop: asyncio.Event,
                          own_ring: KeyRing) -> None:
-    """Devices and session revocations: one revision row each, read every second."""
+    """Devices, session revocations and policies: one revision row each, read twice a second."""
     sessions_revision = -1
+    hits_written = time.monotonic()
     while not stop.is_set():
+        if state.policy is not None and time.monotonic() - hits_written > HITS_EVERY_SECONDS:
+            hits_written = time.monotonic()
+            with contextlib.suppress(OSError):
+                write_hits(state.policy, state.config.state_path.parent / "policy-hits.json")
         try:
             revision = await asyncio.to_thread(store.devices_revision)
             if revision != state.registry.revision:
@@ -112,6 +120,11 @@ async def _poll_registry(store: Store, state: BrokerState, stop: asyncio.Event,
         except Exception:
             log.exception("session revocation refresh failed")
         state.posture_tick()
+        try:
+            if state.policy is not None and await asyncio.to_thread(state.policy.reload_if_changed):
+                state.policy_changed()
+        except Exception:
+            log.exception("policy refresh failed")
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), REGISTRY_POLL_SECONDS)
 
@@ -166,6 +179,8 @@ async def serve(config: BrokerConfig, *, stop: asyncio.Event | None = None,
     state.identity = await asyncio.to_thread(identity_service, config, store)
     state.identity.revoked = await asyncio.to_thread(store.revoked_ids, time.time())
     state.posture = PostureService(config.posture, store)
+    state.policy = PolicyService(store)
+    await asyncio.to_thread(state.policy.reload_if_changed)
     revision = await asyncio.to_thread(store.devices_revision)
     state.registry = RegistrySnapshot.build(revision, await asyncio.to_thread(store.list_devices))
     metrics = Metrics(state, audit)
@@ -178,7 +193,7 @@ async def serve(config: BrokerConfig, *, stop: asyncio.Event | None = None,
     advertised = public_host(config.tunnel_listen.host, config.server_names[0])
     endpoint = TunnelEndpoint(advertised, tunnel_port, config.server_names[0])
     app = create_app(authority, cert_pem(ca_cert), lambda: endpoint, audit.write, metrics.registry,
-                     admin_store=store)
+                     admin=AdminApi(store, load_seal_key(config), config.posture, audit.write))
     api_sock = _bind(config.api_listen.host, config.api_listen.port)
     api_port = api_sock.getsockname()[1]
     api = _ApiServer(uvicorn.Config(app, log_level="warning", lifespan="off",

@@ -37,6 +37,7 @@ from broker.devices import (
     Tenant,
     validate_tenant_id,
 )
+from broker.runtime.admin_store import AdminRecords
 from broker.runtime.identity_store import IdentityRecords
 from broker.runtime.policy_store import PolicyRecords
 from broker.runtime.posture_store import PostureRecords
@@ -76,7 +77,7 @@ def engine_url(url: str) -> URL:
     raise ConfigError(f"store url: {shown!r} is not supported; use sqlite:/// or postgresql://")
 
 
-class Store(IdentityRecords, PostureRecords, PolicyRecords):
+class Store(IdentityRecords, PostureRecords, PolicyRecords, AdminRecords):
     """Tenants, enrolment codes, devices, TOTP factors and login sessions in one SQL database."""
 
     def __init__(self, url: str) -> None:

@@ -120,6 +120,22 @@ admin_tokens = sa.Table(
     sa.Column("name", sa.String(200), nullable=False, unique=True),
     sa.Column("created_at", sa.Double(), nullable=False),
     sa.Column("revoked_at", sa.Double(), nullable=True),
+    sa.Column("role", sa.String(32), nullable=False, server_default="prefecture-operator"),
+    sa.Column("tenant_id", sa.String(63), nullable=True),       # the scope; None: every tenant
+    sa.Column("expires_at", sa.Double(), nullable=True),        # login tokens expire
+)
+admin_accounts = sa.Table(
+    "admin_accounts", _md,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("role", sa.String(32), nullable=False),
+    sa.Column("tenant_id", sa.String(63), nullable=True),
+    sa.Column("password_hash", sa.String(300), nullable=False),  # scrypt, with its parameters
+    sa.Column("sealed_totp", sa.LargeBinary(), nullable=False),  # idp_bridge.totp sealing
+    sa.Column("last_accepted_step", sa.BigInteger(), nullable=False),
+    sa.Column("failure_times", sa.String(400), nullable=False),
+    sa.Column("consecutive_failures", sa.Integer(), nullable=False),
+    sa.Column("created_at", sa.Double(), nullable=False),
+    sa.Column("disabled", sa.Boolean(), nullable=False, server_default=sa.false()),
 )
 tenant_policies = sa.Table(
     "tenant_policies", _md,

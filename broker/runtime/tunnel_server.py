@@ -38,8 +38,10 @@ from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError
 
 from broker.pki import DeviceIdentity, device_identity
+from broker.policy.model import PolicyRequest, Zone
 from broker.registry import RegistrySnapshot
 from broker.runtime.broker_state import BrokerState
+from broker.runtime.policy_service import as_decision, local_time
 from broker.runtime.tunnel_control import ControlRequests
 from broker.sessions import SessionDecision, still_valid, thumbprint_of
 from ztcore import h2tuning, headers
@@ -48,6 +50,7 @@ from ztcore.authority import AuthorityError, parse_authority
 from ztcore.decision import Decision, allow, deny
 from ztcore.destinations import check_addresses, check_port
 from ztcore.errors import RemoteProtocolError
+from ztcore.principal import Principal
 from ztcore.reasons import Reason
 from ztcore.runtime.pipe import StreamPipe
 from ztcore.tunnel import PeerDraining, Stream, TunnelSession
@@ -71,6 +74,10 @@ class Flow:
     jti: str | None = None
     host: str = ""        # the parsed destination, for the posture re-check of open streams
     port: int = 0
+    principal: Principal | None = None
+    policy: PolicyRequest | None = None     # what the policy decided on, for re-checks
+    obligations: str = ""
+    counted: bool = False     # holds one of its tenant's share of streams
 
 
 class TunnelConnection(ControlRequests, asyncio.Protocol):
@@ -85,6 +92,7 @@ class TunnelConnection(ControlRequests, asyncio.Protocol):
         self.last_received = time.monotonic()
         self._idle_handle: asyncio.TimerHandle | None = None
         self.peer = "?"
+        self.peer_address: str | None = None
         self.thumbprint = ""
         self.public_key: object = None
         self._session_cache: tuple[bytes, SessionDecision] | None = None
@@ -94,7 +102,9 @@ class TunnelConnection(ControlRequests, asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport subclasses
         transport.set_write_buffer_limits(high=h2tuning.TUNNEL_WRITE_HIGH_WATER_BYTES)
-        self.peer = str(transport.get_extra_info("peername"))
+        peername = transport.get_extra_info("peername")
+        self.peer = str(peername)
+        self.peer_address = str(peername[0]) if isinstance(peername, tuple) and peername else None
         ssl_object: ssl.SSLObject | None = transport.get_extra_info("ssl_object")
         der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
         if not der or (ssl_object is not None and ssl_object.selected_alpn_protocol() != "h2"):
@@ -213,6 +223,66 @@ class TunnelConnection(ControlRequests, asyncio.Protocol):
         return posture.gate(self.state.registry.devices.get(ident.device_id), ident.tenant_id,
                             ident.device_id, host, port, self.state.clock())
 
+    def _take_share(self, flow: Flow) -> Decision | None:
+        """Count the stream against its tenant's fair share of the broker (`[quotas]`)."""
+        if self.identity is None:
+            return None
+        tenant = self.identity.tenant_id
+        counts = self.state.tenant_streams
+        quota = self.state.config.stream_quota(tenant)
+        if counts.get(tenant, 0) >= quota:
+            return deny(Reason.TENANT_QUOTA_EXCEEDED, status=503,
+                        detail=f"{quota} concurrent connections for {tenant} in use")
+        counts[tenant] = counts.get(tenant, 0) + 1
+        flow.counted = True
+        return None
+
+    def _policy_gate(self, flow: Flow) -> Decision | None:
+        """The access policy's decision (guard, baseline, municipality, defaults) for this flow."""
+        service, ident = self.state.policy, self.identity
+        if service is None or ident is None:
+            return None
+        now = self.state.clock()
+        device = self.state.registry.devices.get(ident.device_id)
+        posture = self.state.posture.devices.get(ident.device_id) if self.state.posture else None
+        principal = flow.principal
+        weekday, minute = local_time(now)
+        request = PolicyRequest(
+            tenant=ident.tenant_id, user=principal.username if principal else None,
+            groups=principal.groups if principal else frozenset(),
+            mfa=bool(principal and principal.mfa),
+            mfa_age_seconds=principal.auth_age_seconds(now) if principal else None,
+            device_id=ident.device_id, segment=Zone(device.segment if device else "internet"),
+            posture_compliant=bool(posture and posture.verdict.compliant),
+            posture_profile=posture.verdict.profile if posture and posture.verdict.compliant else None,
+            host=flow.host, port=flow.port, address=None, url_category=None,
+            source_address=self.peer_address, weekday=weekday, minute_of_day=minute)
+        decided = service.decide(request)
+        if decided is None:
+            return None
+        flow.policy = request
+        flow.obligations = ",".join(sorted(o.value for o in decided.obligations))
+        return None if decided.allowed else as_decision(decided)
+
+    def recheck_policy(self) -> None:
+        """The policy changed: open streams it now refuses are reset."""
+        service, session = self.state.policy, self.session
+        if service is None or session is None:
+            return
+        cut = 0
+        for stream_id, stream in list(session.streams.items()):
+            flow = stream.context
+            if not isinstance(flow, Flow) or flow.policy is None:
+                continue
+            decided = service.decide(flow.policy)
+            if decided is not None and not decided.allowed:
+                flow.decision = as_decision(decided)
+                session.abort(stream_id, ErrorCodes.CANCEL)
+                cut += 1
+        if cut:
+            log.info("policy change: reset %d open streams of %s", cut, self.peer)
+            session.flush()
+
     def recheck_posture(self, now: float) -> None:
         """Reset the open streams that the posture gate would now refuse (repair paths stay)."""
         posture, ident, session = self.state.posture, self.identity, self.session
@@ -276,7 +346,7 @@ class TunnelConnection(ControlRequests, asyncio.Protocol):
             if checked.allowed:
                 self._session_cache = (token, checked)
         if checked.principal is not None:
-            flow.user = checked.principal.username
+            flow.user, flow.principal = checked.principal.username, checked.principal
         if checked.session is not None:
             flow.sid, flow.jti = checked.session.sid, checked.session.jti
         return None if checked.allowed else checked.decision
@@ -310,7 +380,9 @@ class TunnelConnection(ControlRequests, asyncio.Protocol):
         elif self.device_denial is not None:
             self._refuse(stream, self.device_denial)
         elif method == b"CONNECT":
-            refused = self._check_session(fields, flow)
+            refused = self._take_share(flow)
+            if refused is None:
+                refused = self._check_session(fields, flow)
             if refused is not None:
                 self._refuse(stream, refused)
             else:
@@ -376,6 +448,8 @@ class TunnelConnection(ControlRequests, asyncio.Protocol):
         flow.host, flow.port = authority.host, authority.port
         refused = self._posture_gate(authority.host, authority.port)
         if refused is None:
+            refused = self._policy_gate(flow)
+        if refused is None:
             refused = check_port(authority, policy)
         if refused is not None:
             return refused, None
@@ -421,6 +495,10 @@ class TunnelConnection(ControlRequests, asyncio.Protocol):
 
     def _stream_closed(self, stream: Stream) -> None:
         flow: Flow = stream.context
+        if flow.counted and self.identity is not None:
+            flow.counted = False
+            counts = self.state.tenant_streams
+            counts[self.identity.tenant_id] = counts.get(self.identity.tenant_id, 1) - 1
         decision = flow.decision or deny(Reason.REQUEST_INVALID, detail="stream ended before a decision")
         ident = self.identity
         event = AuditEvent(
@@ -433,7 +511,9 @@ class TunnelConnection(ControlRequests, asyncio.Protocol):
             message_en=None if decision.allowed else decision.message_en, user=flow.user,
             detail=decision.detail or None,
             bytes_up=stream.bytes_received, bytes_down=stream.bytes_sent,
-            duration_seconds=round(time.monotonic() - flow.started_monotonic, 6))
+            duration_seconds=round(time.monotonic() - flow.started_monotonic, 6),
+            extra={k: v for k, v in (("rule", decision.rule_id or ""),
+                                     ("obligations", flow.obligations)) if v})
         durable = self.state.audit.write(event)
         durable.add_done_callback(self._stream_recorded)
 

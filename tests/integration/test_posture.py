@@ -167,8 +167,11 @@ def test_the_admin_api_quarantines_with_a_token_and_is_audited(
     assert mine["quarantined"] and mine["posture"]["compliant"] is True
     assert api.delete(url, headers=auth).json()["changed"] is True
     wait_for(lambda: fetch(agent, target(origins))[0] == 200, 5, "the release")
-    assert any(e["kind"] == "admin-quarantine" and e.get("user", "").startswith("admin:soc-")
-               for e in audit_events(broker))
+    assert any(e["kind"] == "admin-change" and e.get("user", "").startswith("admin:soc-")
+               and "device.quarantine" in e.get("detail", "") for e in audit_events(broker))
+    trail = broker.store.admin_audit(TENANT)
+    assert [r.action for r in trail[:2]] == ["device.release", "device.quarantine"]
+    assert json.loads(trail[1].after or "{}") == {"quarantined": True, "reason": "SOC: C2 beacon"}
 
 
 def test_replayed_tampered_old_and_other_device_reports_are_refused(

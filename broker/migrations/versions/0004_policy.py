@@ -1,7 +1,8 @@
 """Access policy: prefecture → municipality tenancy (`tenants.parent`) with each municipality's
 security model, each device's segment (mynumber / lgwan / internet), each tenant's policy
 document (YAML, with a revision; `meta.policy_revision` is bumped with every change so brokers
-recompile within a second), and the admin audit trail (actor, time, before and after).
+recompile within a second), and the admin audit trail (actor, time, before and after), admin accounts (role, scope, password
+hash, sealed TOTP secret and its state) and roles and scopes on admin tokens.
 
 Revision ID: 0004
 Revises: 0003
@@ -54,9 +55,33 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_admin_audit"),
     )
     op.create_index("ix_admin_audit_tenant_id", "admin_audit", ["tenant_id"])
+    with op.batch_alter_table("admin_tokens") as batch:
+        batch.add_column(sa.Column("role", sa.String(32), nullable=False,
+                                   server_default="prefecture-operator"))
+        batch.add_column(sa.Column("tenant_id", sa.String(63), nullable=True))
+        batch.add_column(sa.Column("expires_at", sa.Double(), nullable=True))
+    op.create_table(
+        "admin_accounts",
+        sa.Column("name", sa.String(200), nullable=False),
+        sa.Column("role", sa.String(32), nullable=False),
+        sa.Column("tenant_id", sa.String(63), nullable=True),
+        sa.Column("password_hash", sa.String(300), nullable=False),
+        sa.Column("sealed_totp", sa.LargeBinary(), nullable=False),
+        sa.Column("last_accepted_step", sa.BigInteger(), nullable=False),
+        sa.Column("failure_times", sa.String(400), nullable=False),
+        sa.Column("consecutive_failures", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.Double(), nullable=False),
+        sa.Column("disabled", sa.Boolean(), nullable=False, server_default=sa.false()),
+        sa.PrimaryKeyConstraint("name", name="pk_admin_accounts"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("admin_accounts")
+    with op.batch_alter_table("admin_tokens") as batch:
+        batch.drop_column("expires_at")
+        batch.drop_column("tenant_id")
+        batch.drop_column("role")
     op.drop_index("ix_admin_audit_tenant_id", table_name="admin_audit")
     op.drop_table("admin_audit")
     op.drop_table("tenant_policies")

@@ -14,7 +14,11 @@ CORES = ["ztcore", "broker/pki.py", "broker/config.py", "broker/registry.py",
          "idp_bridge/totp.py", "idp_bridge/oidc.py", "idp_bridge/oidc_config.py",
          "broker/login.py", "broker/identity_config.py", "agent/session.py",
          "agent/posture", "agent/posture_report.py", "broker/posture_report.py",
-         "broker/posture.py", "broker/posture_profile.py", "broker/posture_texts.py"]
+         "broker/posture.py", "broker/posture_profile.py", "broker/posture_texts.py",
+         "broker/policy/model.py", "broker/policy/guard.py", "broker/policy/engine.py",
+         "broker/policy/yaml_io.py", "broker/policy/hosts.py", "broker/policy/lint.py",
+         "broker/policy/explain.py",
+         "broker/admin_auth.py"]
 
 
 def test_cores_pass_mypy_strict() -> None:
