@@ -15,6 +15,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
 from typing import Any
 
+from broker.fair_share import Quota, parse_quotas
 from broker.identity_config import IdentityConfig, parse_identity_config
 from broker.posture_profile import PostureConfig, parse_posture_config
 from ztcore.destinations import DestinationPolicy
@@ -50,13 +51,13 @@ class BrokerConfig:
     audit_path: Path
     identity: IdentityConfig = IdentityConfig()
     posture: PostureConfig = PostureConfig()
-    max_streams_per_tenant: int = 5000               # fair share: concurrent streams per tenant
-    tenant_max_streams: dict[str, int] | None = None  # [quotas] per-tenant overrides
+    default_quota: Quota = Quota(5000, 0.0)          # fair share per tenant (broker/fair_share.py)
+    quotas: dict[str, Quota] | None = None            # [quotas.<tenant>] overrides
 
-    def stream_quota(self, tenant: str) -> int:
-        if self.tenant_max_streams and tenant in self.tenant_max_streams:
-            return self.tenant_max_streams[tenant]
-        return self.max_streams_per_tenant
+    def quota(self, tenant: str) -> Quota:
+        if self.quotas and tenant in self.quotas:
+            return self.quotas[tenant]
+        return self.default_quota
 
     @property
     def ca_cert_path(self) -> Path:
@@ -153,16 +154,6 @@ def _static_hosts(table: Mapping[str, Any]) -> dict[str, tuple[IPv4Address | IPv
     return out
 
 
-def _quotas(table: Mapping[str, Any]) -> dict[str, int]:
-    """`[quotas]`: `"tenant-id" = max concurrent streams` (a municipality's fair share)."""
-    out: dict[str, int] = {}
-    for tenant, value in table.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"quotas.{tenant}: expected a whole number of streams >= 1")
-        out[str(tenant)] = value
-    return out
-
-
 def parse_config(raw: Mapping[str, Any], data_dir: Path) -> BrokerConfig:
     broker = _table(raw, "broker")
     dest = _table(raw, "destinations")
@@ -184,6 +175,7 @@ def parse_config(raw: Mapping[str, Any], data_dir: Path) -> BrokerConfig:
     if not isinstance(audit_text, str) or not audit_text:
         raise ConfigError(f"audit.path: expected a file path, got {audit_text!r}")
     audit_path = Path(audit_text)
+    default_quota, quotas = parse_quotas(broker, _table(raw, "quotas"))
     return BrokerConfig(
         data_dir=data_dir,
         name=str(broker.get("name", names[0])),
@@ -203,8 +195,7 @@ def parse_config(raw: Mapping[str, Any], data_dir: Path) -> BrokerConfig:
         audit_path=audit_path if audit_path.is_absolute() else data_dir / audit_path,
         identity=parse_identity_config(_table(raw, "identity")),
         posture=parse_posture_config(_table(raw, "posture")),
-        max_streams_per_tenant=_whole_seconds(broker, "max_streams_per_tenant", "broker", 5000),
-        tenant_max_streams=_quotas(_table(raw, "quotas")),
+        default_quota=default_quota, quotas=quotas,
     )
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from broker.config import BrokerConfig
 from broker.devices import Device
+from broker.fair_share import TokenBucket
 from broker.pki import DeviceIdentity
 from broker.registry import RegistrySnapshot
 from broker.runtime.audit_sink import AuditSink
@@ -49,6 +50,15 @@ class BrokerState:
     posture: PostureService | None = None
     policy: PolicyService | None = None
     tenant_streams: dict[str, int] = field(default_factory=dict)   # fair share accounting
+    tenant_buckets: dict[str, TokenBucket] = field(default_factory=dict)
+
+    def bucket(self, tenant: str) -> TokenBucket:
+        """The tenant's shared download bucket (created at its configured rate)."""
+        found = self.tenant_buckets.get(tenant)
+        if found is None:
+            found = TokenBucket(self.config.quota(tenant).max_bytes_per_second, self.clock())
+            self.tenant_buckets[tenant] = found
+        return found
 
     def device_seen(self, device_id: str) -> None:
         """Record when a device last connected (at most once a minute per device, off the loop)."""

@@ -29,6 +29,7 @@ import logging
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
@@ -41,6 +42,7 @@ from broker.pki import DeviceIdentity, device_identity
 from broker.policy.model import PolicyRequest, Zone
 from broker.registry import RegistrySnapshot
 from broker.runtime.broker_state import BrokerState
+from broker.runtime.metered_pipe import MeteredPipe
 from broker.runtime.policy_service import as_decision, local_time
 from broker.runtime.tunnel_control import ControlRequests
 from broker.sessions import SessionDecision, still_valid, thumbprint_of
@@ -229,13 +231,21 @@ class TunnelConnection(ControlRequests, asyncio.Protocol):
             return None
         tenant = self.identity.tenant_id
         counts = self.state.tenant_streams
-        quota = self.state.config.stream_quota(tenant)
+        quota = self.state.config.quota(tenant).max_streams
         if counts.get(tenant, 0) >= quota:
             return deny(Reason.TENANT_QUOTA_EXCEEDED, status=503,
                         detail=f"{quota} concurrent connections for {tenant} in use")
         counts[tenant] = counts.get(tenant, 0) + 1
         flow.counted = True
         return None
+
+    def _pipe_factory(self) -> Callable[[], StreamPipe]:
+        """Plain pipes, or metered ones when the tenant has a bandwidth share."""
+        ident = self.identity
+        if ident is None or not self.state.config.quota(ident.tenant_id).max_bytes_per_second:
+            return StreamPipe
+        bucket = self.state.bucket(ident.tenant_id)
+        return lambda: MeteredPipe(bucket, self.state.clock)
 
     def _policy_gate(self, flow: Flow) -> Decision | None:
         """The access policy's decision (guard, baseline, municipality, defaults) for this flow."""
@@ -465,8 +475,8 @@ class TunnelConnection(ControlRequests, asyncio.Protocol):
             flow.address = str(address)
             try:
                 async with asyncio.timeout(config.connect_timeout_seconds):
-                    _, pipe = await self.loop.create_connection(StreamPipe, str(address),
-                                                                authority.port)
+                    _, pipe = await self.loop.create_connection(self._pipe_factory(),
+                                                                str(address), authority.port)
             except TimeoutError:
                 last = deny(Reason.UPSTREAM_TIMEOUT, status=504,
                             detail=f"{address} port {authority.port} did not answer")

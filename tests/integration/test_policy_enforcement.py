@@ -187,3 +187,14 @@ def test_the_sample_policies_import_and_lint(tmp_path: Path, broker: BrokerProce
     lint = cli(broker, "policy", "lint", "--tenant", "sample-city")
     for planted in ("r-005", "r-014", "r-006", "r-024", "r-025", "r-032"):
         assert planted in lint.stdout, lint.stdout
+    # three sample requests, explained (README: "Access policy")
+    for args, verdict, rule in (
+            (["--url", "https://tax.sample-city.lg.jp/", "--user", "sato", "--group", "税務課",
+              "--segment", "lgwan"], "ALLOW", "r-020"),
+            (["--url", "https://jyuki.mn.sample-city.lg.jp/", "--user", "tanaka", "--group", "住民課",
+              "--segment", "internet", "--mfa-minutes-ago", "1", "--posture", "standard"],
+             "DENY", "guard:internet-to-mynumber"),
+            (["--url", "https://chatgpt.com/", "--user", "suzuki", "--group", "会計年度任用職員"],
+             "DENY", "r-001")):
+        out = cli(broker, "policy", "test", "--tenant", "sample-city", *args)
+        assert out.returncode == 0 and verdict in out.stdout and rule in out.stdout, out.stdout

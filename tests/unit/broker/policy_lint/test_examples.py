@@ -3,19 +3,11 @@ YAML loader, and the analyser finds exactly the problems planted (and marked) in
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-
-import pytest
 
 from broker.policy.lint import lint
 from broker.policy.model import Policy
-
-if importlib.util.find_spec("broker.policy.yaml_io") is None:   # pragma: no cover
-    pytest.skip("broker/policy/yaml_io.py (the YAML loader) does not exist yet",
-                allow_module_level=True)
-
-from broker.policy.yaml_io import load_policy_yaml  # noqa: E402
+from broker.policy.yaml_io import load_policy_yaml
 
 EXAMPLES = Path(__file__).resolve().parents[4] / "examples" / "policy"
 
