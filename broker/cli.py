@@ -236,15 +236,25 @@ def device_segment(device_id: str,
     console.print(f"device {device_id} is in the {segment} segment")
 
 
+def _admin_record(store: Store, action: str, device_id: str, before: str | None,
+                  after: str | None) -> None:
+    """The admin audit trail entry for a change made on the broker host."""
+    tenant = next((d.tenant_id for d in store.list_devices() if d.id == device_id), None)
+    store.record_admin_action(actor=policy_actor(), action=action, tenant_id=tenant,
+                              target=device_id, before=before, after=after, now=time.time())
+
+
 @device_app.command("quarantine")
 def device_quarantine(device_id: str,
                       reason: Annotated[str, typer.Option(help="Why (shown to the user and audited)")],
                       data_dir: DataDir = DEFAULT_DIR) -> None:
     """Isolate a device now: within about a second it keeps only the repair destinations
     ([posture] quarantine_allow); everything else is refused with device-quarantined."""
-    changed = _store(data_dir).set_quarantine(device_id, time.time(), reason)
+    store = _store(data_dir)
+    changed = store.set_quarantine(device_id, time.time(), reason)
     if changed is None:
         raise _fail(f"no device {device_id}")
+    _admin_record(store, "device.quarantine", device_id, None, reason)
     console.print(f"[yellow]device {device_id} quarantined[/yellow]: {reason}" if changed
                   else f"device {device_id} was already quarantined")
 
@@ -252,9 +262,11 @@ def device_quarantine(device_id: str,
 @device_app.command("release")
 def device_release(device_id: str, data_dir: DataDir = DEFAULT_DIR) -> None:
     """End a device's quarantine (its posture is still checked)."""
-    changed = _store(data_dir).set_quarantine(device_id, time.time(), None)
+    store = _store(data_dir)
+    changed = store.set_quarantine(device_id, time.time(), None)
     if changed is None:
         raise _fail(f"no device {device_id}")
+    _admin_record(store, "device.release", device_id, None, None)
     console.print(f"[green]device {device_id} released[/green]" if changed
                   else f"device {device_id} was not quarantined")
 

@@ -72,6 +72,13 @@ class LoginRequest(BaseModel):
     totp: str = Field(min_length=1, max_length=16)
 
 
+class NewTenant(BaseModel):
+    id: str = Field(min_length=2, max_length=63, pattern="^[a-z0-9][a-z0-9-]*[a-z0-9]$")
+    name: str = Field(min_length=1, max_length=200)
+    model: str = Field(default="beta", pattern="^(alpha|beta|beta_prime)$")
+    parent: str | None = Field(default=None, max_length=63)
+
+
 class QuarantineRequest(BaseModel):
     reason: str = Field(min_length=1, max_length=200)
 
@@ -184,6 +191,31 @@ def admin_router(api: AdminApi) -> APIRouter:
         seen = set(visible_tenants(admin, parents))
         return JSONResponse({"tenants": [{"id": t.id, "name": t.name, "parent": t.parent,
                                           "model": t.model} for t in listed if t.id in seen]})
+
+    @router.post("/tenants")
+    async def add_tenant(body: NewTenant, request: Request) -> Response:
+        """A prefecture operator adds a municipality under its prefecture (the broker operator,
+        unscoped, may add any tenant)."""
+        admin = await who(request)
+        if isinstance(admin, JSONResponse):
+            return admin
+        parent = body.parent if admin.tenant is None else admin.tenant
+        if admin.role != "prefecture-operator" or (admin.tenant is not None
+                                                   and body.parent not in (None, admin.tenant)):
+            return refusal(deny(Reason.ADMIN_UNAUTHORIZED, status=403,
+                                detail="only a prefecture operator adds municipalities, under "
+                                       "its own prefecture"))
+        now = api.clock()
+        try:
+            await run_in_threadpool(store.add_tenant, body.id, body.name, now)
+            await run_in_threadpool(lambda: store.set_tenancy(
+                body.id, parent=parent, model=body.model, actor=f"{admin.role}:{admin.name}",
+                now=now))
+        except StoreError as exc:
+            return refusal(deny(Reason.REQUEST_INVALID, status=409, detail=str(exc)))
+        await changed(admin, "tenant.add", body.id, body.id, None,
+                      {"name": body.name, "parent": parent, "model": body.model})
+        return JSONResponse({"id": body.id, "parent": parent, "model": body.model})
 
     @router.get("/tenants/{tenant}/policy")
     async def get_policy(tenant: str, request: Request) -> Response:

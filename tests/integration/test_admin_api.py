@@ -175,3 +175,19 @@ def test_every_change_is_in_the_admin_audit_trail_with_before_and_after(
     tenancy = [r for r in records if r["action"] == "tenant.tenancy"]
     assert tenancy and json.loads(tenancy[0]["after"])["parent"] == "sample-pref"
     assert time.time() - puts[0]["time"] < 600
+
+
+def test_a_prefecture_operator_adds_a_municipality_under_its_prefecture_only(
+        broker: BrokerProcess, tokens: dict[str, dict[str, str]]) -> None:
+    with client(broker) as api:
+        made = api.post("/v1/admin/tenants", headers=tokens["pref-operator"],
+                        json={"id": "new-town", "name": "新町", "model": "beta_prime"})
+        assert made.status_code == 200 and made.json()["parent"] == "sample-pref", made.text
+        elsewhere = api.post("/v1/admin/tenants", headers=tokens["pref-operator"],
+                             json={"id": "rogue-town", "name": "x", "parent": "far-city"})
+        assert elsewhere.status_code == 403
+        assert api.post("/v1/admin/tenants", headers=tokens["city-admin"],
+                        json={"id": "my-town", "name": "x"}).status_code == 403
+        ids = [t["id"] for t in api.get("/v1/admin/tenants",
+                                        headers=tokens["pref-operator"]).json()["tenants"]]
+        assert "new-town" in ids
