@@ -138,6 +138,17 @@ def admin_router(api: AdminApi) -> APIRouter:
         allowed = can_write if write else can_read
         return admin if allowed(admin, tenant, parents) else _forbidden(admin, tenant, write)
 
+    async def reader(request: Request, tenant: str | None
+                     ) -> tuple[AdminIdentity, dict[str, str | None]] | JSONResponse:
+        """The admin and the tenancy, for a listing optionally narrowed to one tenant."""
+        admin = await who(request)
+        if isinstance(admin, JSONResponse):
+            return admin
+        parents = await run_in_threadpool(api.parents)
+        if tenant is not None and not can_read(admin, tenant, parents):
+            return _forbidden(admin, tenant, write=False)
+        return admin, parents
+
     async def changed(admin: AdminIdentity, action: str, tenant: str | None, target: str,
                       before: Any, after: Any) -> None:
         now = api.clock()
@@ -300,12 +311,10 @@ def admin_router(api: AdminApi) -> APIRouter:
 
     @router.get("/devices")
     async def devices(request: Request, tenant: str | None = None) -> Response:
-        admin = await who(request)
-        if isinstance(admin, JSONResponse):
-            return admin
-        parents = await run_in_threadpool(api.parents)
-        if tenant is not None and not can_read(admin, tenant, parents):
-            return _forbidden(admin, tenant, write=False)
+        found = await reader(request, tenant)
+        if isinstance(found, JSONResponse):
+            return found
+        admin, parents = found
         listed = await run_in_threadpool(store.list_devices, tenant)
         postures = await run_in_threadpool(store.device_postures, tenant)
         out = []
@@ -398,12 +407,10 @@ def admin_router(api: AdminApi) -> APIRouter:
 
     @router.get("/audit")
     async def audit_trail(request: Request, tenant: str | None = None) -> Response:
-        admin = await who(request)
-        if isinstance(admin, JSONResponse):
-            return admin
-        parents = await run_in_threadpool(api.parents)
-        if tenant is not None and not can_read(admin, tenant, parents):
-            return _forbidden(admin, tenant, write=False)
+        found = await reader(request, tenant)
+        if isinstance(found, JSONResponse):
+            return found
+        admin, parents = found
         rows = await run_in_threadpool(store.admin_audit, tenant)
         return JSONResponse({"records": [
             {"time": r.time, "actor": r.actor, "action": r.action, "tenant": r.tenant_id,
