@@ -6,10 +6,8 @@ device certificate (broker/posture_report.py), recorded only if its sequence num
 tenant's profile (broker/posture.py). The verdict goes back to the agent, with the reporting
 interval the broker wants.
 
-The gate, asked on every new stream and again every second for open ones: a quarantined device,
-or one whose last verdict is non-compliant or stale, may reach only the repair destinations
-(`[posture] quarantine_allow`); everything else is refused with the reason. Tenants without a
-profile are not posture-checked (quarantine still applies).
+The gate (broker/posture_gate.py, pure) is asked on every new stream and every half second for
+open ones; this service gives it the device's newest verdict.
 
 Reports are handled in a worker thread (store I/O); the gate runs on the event loop and only
 reads `self.devices`, which the worker replaces per device in one assignment.
@@ -24,9 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from broker import posture_gate
 from broker.devices import Device
 from broker.pki import DeviceIdentity
-from broker.posture import PostureVerdict, evaluate, stale
+from broker.posture import PostureVerdict, evaluate
 from broker.posture_profile import PostureConfig
 from broker.posture_report import PostureReport, verify_report
 from broker.runtime.identity_service import ControlReply
@@ -102,31 +101,19 @@ class PostureService:
 
     def device_refusal(self, device: Device | None, tenant: str, device_id: str,
                        now: float) -> Decision | None:
-        """Why this device may not open streams now (before any destination exception)."""
-        if device is not None and device.quarantined:
-            return deny(Reason.DEVICE_QUARANTINED, status=403,
-                        detail=device.quarantine_reason or "quarantined by an administrator")
-        profile = self.config.profile_for(tenant)
-        if profile is None:
-            return None
+        """Why this device may not open streams now (broker/posture_gate.py decides)."""
         posture = self.devices.get(device_id)
-        if posture is None:
-            return deny(Reason.POSTURE_MISSING, status=403,
-                        detail="no posture report from this device yet")
-        if stale(posture.received_at, profile, now):
-            return deny(Reason.POSTURE_STALE, status=403,
-                        detail=f"last report {now - posture.received_at:.0f} s ago, at most "
-                               f"{profile.max_report_age_seconds} s")
-        verdict = posture.verdict.decision()
-        return None if verdict.allowed else verdict
+        quarantined = (device.quarantine_reason if device is not None and device.quarantined
+                       else None)
+        return posture_gate.device_refusal(
+            self.config, tenant, quarantined, posture.verdict if posture else None,
+            posture.received_at if posture else None, now)
 
     def gate(self, device: Device | None, tenant: str, device_id: str, host: str, port: int,
              now: float) -> Decision | None:
         """None when a stream to host:port may open; else the deny with its reason."""
-        refused = self.device_refusal(device, tenant, device_id, now)
-        if refused is None or self.config.quarantine_allows(host, port):
-            return None
-        return refused
+        return posture_gate.gate(self.config, self.device_refusal(device, tenant, device_id, now),
+                                 host, port)
 
 
 def _replayed(seq: int, newest: int | None) -> Decision:
