@@ -408,6 +408,8 @@ def print_audit(console: Console, path: Path) -> None:
 
 
 def run_demo(*, once: bool, data_dir: Path | None, console: Console) -> int:
+    from broker.demo_policy import HOSTS as POLICY_HOSTS
+    from broker.demo_policy import JYUKI_HOST, TAX_HOST, import_policy
     from broker.demo_posture import (
         COMPLIANT_LAPTOP,
         NONCOMPLIANT_LAPTOP,
@@ -428,7 +430,8 @@ def run_demo(*, once: bool, data_dir: Path | None, console: Console) -> int:
     console.print(f"  directory: {directory.url} (LDAPS, nested groups 税務課 ⊂ 総務部 ⊂ 全職員)")
     broker = BrokerProcess(root / "broker-data", allowed_ports=[origins.http_port, origins.https_port],
                            allowed_networks=[f"{ORIGIN_HOST}/32"],
-                           identity_toml=directory.identity_toml(DEMO_TENANT) + posture_toml(DEMO_TENANT))
+                           identity_toml=directory.identity_toml(DEMO_TENANT) + posture_toml(DEMO_TENANT),
+                           static_hosts={host: [ORIGIN_HOST] for host in POLICY_HOSTS})
     agent = AgentProcess(root / "agent-data")
     other = AgentProcess(root / "agent2-data")
     try:
@@ -436,6 +439,8 @@ def run_demo(*, once: bool, data_dir: Path | None, console: Console) -> int:
             broker.start()
             broker.add_tenant(DEMO_TENANT, DEMO_TENANT_NAME)
         console.print(f"  broker: tunnel 127.0.0.1:{broker.info['tunnel_port']}, API {broker.api_url}")
+        # applied by the broker within half a second, long before the first request below
+        console.print(f"  admin:  sekimori policy import → {import_policy(broker.data_dir, DEMO_TENANT)}")
         with console.status("enrolling the demo laptops…"):
             for laptop, staff, facts in ((agent, DEMO_STAFF, COMPLIANT_LAPTOP),
                                          (other, OTHER_STAFF, NONCOMPLIANT_LAPTOP)):
@@ -457,6 +462,10 @@ def run_demo(*, once: bool, data_dir: Path | None, console: Console) -> int:
         checks.append(Check("login (password + TOTP)", f"{DEMO_STAFF} / {name}", "0", str(login.returncode),
                             "login-ok" if login.returncode == 0 else "", login.returncode == 0))
         run_checks(agent, origins, checks)
+        check = make_check(agent, origins, checks)
+        check("LGWAN tax system (rule r-001)", f"http://{TAX_HOST}:{origins.http_port}/", 200, None)
+        check("My Number system (guard)", f"http://{JYUKI_HOST}:{origins.http_port}/", 403,
+              "zone-mynumber-forbidden")
         with console.status(f"{OTHER_STAFF} logs in on a laptop with its firewall off…"):
             other_secret = broker.enrol_totp(DEMO_TENANT, OTHER_STAFF)
             other.login(OTHER_STAFF, STAFF[OTHER_STAFF][1], pyotp.TOTP(other_secret).now())
@@ -484,6 +493,10 @@ def run_demo(*, once: bool, data_dir: Path | None, console: Console) -> int:
         print(f"  SEKIMORI_AGENT_DIR={other.data_dir} {bin_dir / 'sekimori-agent'} status   "
               f"# {OTHER_STAFF}'s non-compliant laptop: what to fix")
         print(f"  {bin_dir / 'sekimori'} device list --data-dir {broker.data_dir}")
+        print(f"  curl -i -x {agent.proxy} http://{JYUKI_HOST}:{origins.http_port}/   # three-layer guard")
+        print(f"  {bin_dir / 'sekimori'} policy test --tenant {DEMO_TENANT} --url http://{JYUKI_HOST}/ "
+              f"--group all-staff --mfa-minutes-ago 1 --posture standard --data-dir {broker.data_dir}")
+        print(f"  {bin_dir / 'sekimori'} policy lint --tenant {DEMO_TENANT} --data-dir {broker.data_dir}")
         print(f"  SEKIMORI_AGENT_DIR={agent.data_dir} {bin_dir / 'sekimori-agent'} logout")
         print(f"  SEKIMORI_AGENT_DIR={agent.data_dir} {bin_dir / 'sekimori-agent'} login   "
               f"# {DEMO_STAFF} / {STAFF[DEMO_STAFF][1]} + a code from the TOTP secret {secret}")
