@@ -34,7 +34,6 @@ from urllib.parse import urlsplit
 import pyotp
 from cryptography import x509
 from rich.console import Console
-from rich.table import Table
 
 from broker.demo_directory import STAFF, start_demo_directory, unavailable
 from broker.enrolment import format_code, hash_code
@@ -378,36 +377,8 @@ def run_checks(agent: AgentProcess, origins: LocalOrigins,
     return checks
 
 
-def print_checks(console: Console, checks: list[Check], agent: AgentProcess) -> None:
-    table = Table(title="Sekimori demo — デモ市 / yamada-taro's laptop")
-    for col in ("check", "destination", "expected", "got", "reason", ""):
-        table.add_column(col)
-    for c in checks:
-        table.add_row(c.name, c.target, c.expect, c.got, c.reason,
-                      "[green]ok[/green]" if c.ok else "[red]FAIL[/red]")
-    console.print(table)
-    from ztcore.reasons import REASON_TEXT, Reason
-    for reason in sorted({c.reason for c in checks if c.reason}):
-        text = REASON_TEXT[Reason(reason)]
-        console.print(f"  [bold]{reason}[/bold]: {text.ja} / {text.en}")
-
-
-def print_audit(console: Console, path: Path) -> None:
-    """What the SOC sees: the broker's audit events of this demo, one row per event."""
-    lines = path.read_text().splitlines() if path.exists() else []
-    table = Table(title=f"audit log (what the SOC receives): {path}")
-    for col in ("time", "kind", "user", "destination", "decision", "reason", "bytes ↑/↓"):
-        table.add_column(col)
-    for line in lines[-14:]:
-        event = json.loads(line)
-        table.add_row(event["time_iso"][11:23], event["kind"], event.get("user", "-"),
-                      event.get("destination", "-"),
-                      event.get("decision", "-"), event.get("reason", "-"),
-                      f"{event.get('bytes_up', 0)}/{event.get('bytes_down', 0)}")
-    console.print(table)
-
-
 def run_demo(*, once: bool, data_dir: Path | None, console: Console) -> int:
+    from broker.demo_output import print_audit, print_checks
     from broker.demo_policy import HOSTS as POLICY_HOSTS
     from broker.demo_policy import JYUKI_HOST, TAX_HOST, import_policy
     from broker.demo_posture import (
