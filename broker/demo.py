@@ -445,9 +445,9 @@ def run_demo(*, once: bool, data_dir: Path | None, console: Console) -> int:
                                            f"http://{origins.host}:{origins.http_port}/", 403,
                                            "device-noncompliant")
         print_checks(console, checks, agent)
-        for check in failed:
-            console.print(f"  {OTHER_STAFF}'s laptop fails [bold]{check['check']}[/bold]: "
-                          f"{check['message_ja']} → {check['fix_ja']}")
+        for failure in failed:
+            console.print(f"  {OTHER_STAFF}'s laptop fails [bold]{failure['check']}[/bold]: "
+                          f"{failure['message_ja']} → {failure['fix_ja']}")
         passed = all(c.ok for c in checks)
         time.sleep(0.1)  # the last stream's event is acknowledged a few ms after it closes
         print_audit(console, broker.config.audit_path)

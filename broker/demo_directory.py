@@ -149,8 +149,8 @@ def _entries(service_password: str) -> list[tuple[str, dict[str, list[str]]]]:
 
 
 def start_demo_directory(root: Path, port: int, timeout_seconds: float = 15.0) -> DemoDirectory:
-    import ldap
-    import ldap.modlist
+    import ldap  # type: ignore[import-untyped]
+    import ldap.modlist  # type: ignore[import-untyped]
 
     root.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(root / "db", ignore_errors=True)
