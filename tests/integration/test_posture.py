@@ -5,6 +5,7 @@ refused reports, and the audit trail."""
 from __future__ import annotations
 
 import json
+import ssl
 import subprocess
 import sys
 import time
@@ -153,7 +154,8 @@ def test_the_admin_api_quarantines_with_a_token_and_is_audited(
                           capture_output=True, text=True, timeout=30)
     token = made.stdout.strip().splitlines()[-1]
     assert token.startswith("skm_"), made.stdout
-    api = httpx.Client(base_url=broker.api_url, verify=str(broker.config.ca_cert_path),
+    api = httpx.Client(base_url=broker.api_url,
+                       verify=ssl.create_default_context(cafile=str(broker.config.ca_cert_path)),
                        trust_env=False, timeout=10)
     url = f"/v1/admin/devices/{device_id(agent)}/quarantine"
     assert api.post(url, json={"reason": "x"}).status_code == 401
