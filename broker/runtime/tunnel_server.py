@@ -18,6 +18,7 @@ posture report is fresh and compliant, unless its destination is a repair destin
 (`[posture] quarantine_allow`); every second, and at once on a new verdict or quarantine, open
 streams that no longer pass are reset (`broker.runtime.posture_service`).
 
+The gates and the re-checks of open streams live in `broker.runtime.stream_gates`.
 Non-CONNECT requests on the tunnel (`broker.runtime.tunnel_control`): `POST /v1/renew`, the login
 service's requests and `POST /v1/posture`.
 """
@@ -29,8 +30,6 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
 import h2.events as ev
@@ -39,20 +38,17 @@ from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError
 
 from broker.pki import DeviceIdentity, device_identity
-from broker.policy.model import PolicyRequest, Zone
 from broker.registry import RegistrySnapshot
 from broker.runtime.broker_state import BrokerState
-from broker.runtime.metered_pipe import MeteredPipe
-from broker.runtime.policy_service import as_decision, local_time
+from broker.runtime.stream_gates import Flow, StreamGates
 from broker.runtime.tunnel_control import ControlRequests
-from broker.sessions import SessionDecision, still_valid, thumbprint_of
+from broker.sessions import SessionDecision, thumbprint_of
 from ztcore import h2tuning, headers
 from ztcore.audit import AuditEvent
 from ztcore.authority import AuthorityError, parse_authority
 from ztcore.decision import Decision, allow, deny
 from ztcore.destinations import check_addresses, check_port
 from ztcore.errors import RemoteProtocolError
-from ztcore.principal import Principal
 from ztcore.reasons import Reason
 from ztcore.runtime.pipe import StreamPipe
 from ztcore.tunnel import PeerDraining, Stream, TunnelSession
@@ -62,27 +58,7 @@ log = logging.getLogger("sekimori.tunnel")
 IpAddress = IPv4Address | IPv6Address
 
 
-@dataclass(slots=True)
-class Flow:
-    """Per-stream facts that end up in the audit event."""
-    authority: str
-    started: float
-    started_monotonic: float
-    decision: Decision | None = None
-    address: str | None = None
-    kind: str = "stream"
-    user: str | None = None
-    sid: str | None = None
-    jti: str | None = None
-    host: str = ""        # the parsed destination, for the posture re-check of open streams
-    port: int = 0
-    principal: Principal | None = None
-    policy: PolicyRequest | None = None     # what the policy decided on, for re-checks
-    obligations: str = ""
-    counted: bool = False     # holds one of its tenant's share of streams
-
-
-class TunnelConnection(ControlRequests, asyncio.Protocol):
+class TunnelConnection(StreamGates, ControlRequests, asyncio.Protocol):
     def __init__(self, state: BrokerState) -> None:
         self.state = state
         self.loop = asyncio.get_event_loop()
@@ -217,149 +193,6 @@ class TunnelConnection(ControlRequests, asyncio.Protocol):
             for stream_id in list(self.session.streams):
                 self.session.abort(stream_id, ErrorCodes.CANCEL)
         self.recheck_posture(now)     # quarantined or released
-
-    def _posture_gate(self, host: str, port: int) -> Decision | None:
-        posture, ident = self.state.posture, self.identity
-        if posture is None or ident is None:
-            return None
-        return posture.gate(self.state.registry.devices.get(ident.device_id), ident.tenant_id,
-                            ident.device_id, host, port, self.state.clock())
-
-    def _take_share(self, flow: Flow) -> Decision | None:
-        """Count the stream against its tenant's fair share of the broker (`[quotas]`)."""
-        if self.identity is None:
-            return None
-        tenant = self.identity.tenant_id
-        counts = self.state.tenant_streams
-        quota = self.state.config.quota(tenant).max_streams
-        if counts.get(tenant, 0) >= quota:
-            return deny(Reason.TENANT_QUOTA_EXCEEDED, status=503,
-                        detail=f"{quota} concurrent connections for {tenant} in use")
-        counts[tenant] = counts.get(tenant, 0) + 1
-        flow.counted = True
-        return None
-
-    def _pipe_factory(self) -> Callable[[], StreamPipe]:
-        """Plain pipes, or metered ones when the tenant has a bandwidth share."""
-        ident = self.identity
-        if ident is None or not self.state.config.quota(ident.tenant_id).max_bytes_per_second:
-            return StreamPipe
-        bucket = self.state.bucket(ident.tenant_id)
-        return lambda: MeteredPipe(bucket, self.state.clock)
-
-    def _policy_gate(self, flow: Flow) -> Decision | None:
-        """The access policy's decision (guard, baseline, municipality, defaults) for this flow."""
-        service, ident = self.state.policy, self.identity
-        if service is None or ident is None:
-            return None
-        now = self.state.clock()
-        device = self.state.registry.devices.get(ident.device_id)
-        posture = self.state.posture.devices.get(ident.device_id) if self.state.posture else None
-        principal = flow.principal
-        weekday, minute = local_time(now)
-        request = PolicyRequest(
-            tenant=ident.tenant_id, user=principal.username if principal else None,
-            groups=principal.groups if principal else frozenset(),
-            mfa=bool(principal and principal.mfa),
-            mfa_age_seconds=principal.auth_age_seconds(now) if principal else None,
-            device_id=ident.device_id, segment=Zone(device.segment if device else "internet"),
-            posture_compliant=bool(posture and posture.verdict.compliant),
-            posture_profile=posture.verdict.profile if posture and posture.verdict.compliant else None,
-            host=flow.host, port=flow.port, address=None, url_category=None,
-            source_address=self.peer_address, weekday=weekday, minute_of_day=minute)
-        decided = service.decide(request)
-        if decided is None:
-            return None
-        flow.policy = request
-        flow.obligations = ",".join(sorted(o.value for o in decided.obligations))
-        return None if decided.allowed else as_decision(decided)
-
-    def recheck_policy(self) -> None:
-        """The policy changed: open streams it now refuses are reset."""
-        service, session = self.state.policy, self.session
-        if service is None or session is None:
-            return
-        cut = 0
-        for stream_id, stream in list(session.streams.items()):
-            flow = stream.context
-            if not isinstance(flow, Flow) or flow.policy is None:
-                continue
-            decided = service.decide(flow.policy)
-            if decided is not None and not decided.allowed:
-                flow.decision = as_decision(decided)
-                session.abort(stream_id, ErrorCodes.CANCEL)
-                cut += 1
-        if cut:
-            log.info("policy change: reset %d open streams of %s", cut, self.peer)
-            session.flush()
-
-    def recheck_posture(self, now: float) -> None:
-        """Reset the open streams that the posture gate would now refuse (repair paths stay)."""
-        posture, ident, session = self.state.posture, self.identity, self.session
-        if posture is None or ident is None or session is None or not session.streams:
-            return
-        refused = posture.device_refusal(self.state.registry.devices.get(ident.device_id),
-                                         ident.tenant_id, ident.device_id, now)
-        if refused is None:
-            return
-        cut = 0
-        for stream_id, stream in list(session.streams.items()):
-            flow = stream.context
-            if not isinstance(flow, Flow) or flow.kind != "stream" or not flow.port \
-                    or posture.config.quarantine_allows(flow.host, flow.port):
-                continue
-            if flow.decision is not None and flow.decision.allowed:
-                flow.decision = deny(refused.reason, status=refused.status,
-                                     detail=f"ended while open: {refused.detail}")
-            session.abort(stream_id, ErrorCodes.CANCEL)
-            cut += 1
-        if cut:
-            log.info("device %s: %s; reset %d open streams", ident.device_id,
-                     refused.reason.value, cut)
-            session.flush()
-
-    def recheck_sessions(self, revoked: frozenset[str]) -> None:
-        self._session_cache = None
-        if self.session is None:
-            return
-        for stream_id, stream in list(self.session.streams.items()):
-            flow = stream.context
-            if isinstance(flow, Flow) and (flow.sid in revoked or flow.jti in revoked):
-                log.info("session of %s revoked: resetting stream %d to %s", flow.user, stream_id,
-                         flow.authority)
-                flow.decision = deny(Reason.SESSION_REVOKED, status=401,
-                                     detail="the session was revoked while the stream was open")
-                self.session.abort(stream_id, ErrorCodes.CANCEL)
-        self.session.flush()
-
-    def _check_session(self, fields: dict[bytes, bytes], flow: Flow) -> Decision | None:
-        """None when the stream may proceed; else the deny. Records the user on the flow."""
-        service = self.state.identity
-        if service is None or not service.config.require_login:
-            return None
-        raw = fields.get(b"proxy-authorization")
-        if not raw:
-            return deny(Reason.LOGIN_REQUIRED, status=401, detail="no session token on the stream")
-        if raw[:7].lower() != b"bearer ":
-            return deny(Reason.SESSION_INVALID, status=401,
-                        detail="proxy-authorization is not a Bearer token")
-        token = raw[7:].strip()
-        now = self.state.clock()
-        host = flow.authority.rpartition(":")[0].strip("[]").lower().rstrip(".")
-        checked = None
-        cached = self._session_cache
-        if cached is not None and cached[0] == token and still_valid(
-                cached[1], now, service.revoked, service.config.max_mfa_age_for(host)):
-            checked = cached[1]
-        if checked is None:
-            checked = service.check_token(token, self.thumbprint, host, now)
-            if checked.allowed:
-                self._session_cache = (token, checked)
-        if checked.principal is not None:
-            flow.user, flow.principal = checked.principal.username, checked.principal
-        if checked.session is not None:
-            flow.sid, flow.jti = checked.session.sid, checked.session.jti
-        return None if checked.allowed else checked.decision
 
     # -- streams ------------------------------------------------------------------------------
 
