@@ -36,20 +36,27 @@ import json
 import math
 import re
 import secrets
-from collections.abc import Container, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Container, Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 import jwt
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from broker.session_keys import (  # noqa: F401  (re-exported: the session API in one place)
+    ALGORITHM,
+    KeyRing,
+    PreviousKey,
+    jwk_thumbprint,
+    new_session_key,
+)
+from broker.session_keys import (
+    b64url as _b64url,
+)
 from ztcore.decision import Action, Decision
 from ztcore.errors import ConfigError, ZTError
 from ztcore.principal import Principal, PrincipalError
 from ztcore.reasons import Reason
 
-ALGORITHM: Final = "EdDSA"
 CNF_THUMBPRINT: Final = "x5t#S256"
 MAX_TOKEN_BYTES: Final = 16 * 1024   # fits an HTTP/2 header list; groups are the bulk
 MAX_JTI_LENGTH: Final = 128
@@ -66,99 +73,16 @@ class SessionError(ZTError):
     """A session token cannot be issued from these inputs (a bug or stale login on our side)."""
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 def thumbprint_of(cert_der: bytes) -> str:
     """RFC 8705 §3.1 `x5t#S256`: base64url (no padding) SHA-256 of the certificate's DER."""
     return _b64url(hashlib.sha256(cert_der).digest())
 
 
-def _raw_public(key: Ed25519PublicKey) -> bytes:
-    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
-
-
-def jwk_thumbprint(key: Ed25519PublicKey) -> str:
-    """RFC 7638 thumbprint of an Ed25519 public key (members crv, kty, x; RFC 8037 §2)."""
-    members = {"crv": "Ed25519", "kty": "OKP", "x": _b64url(_raw_public(key))}
-    canonical = json.dumps(members, separators=(",", ":"), sort_keys=True)
-    return _b64url(hashlib.sha256(canonical.encode("ascii")).digest())
-
-
-# -- the two shell functions: OS randomness --------------------------------------------------------
-
-def new_session_key() -> Ed25519PrivateKey:
-    """SHELL: a fresh Ed25519 signing key from the OS CSPRNG."""
-    return Ed25519PrivateKey.generate()
-
+# -- the shell function: OS randomness (new_session_key is in broker.session_keys) --------------------------------------------------------
 
 def new_jti() -> str:
     """SHELL: a fresh token id, 128 random bits, base64url."""
     return secrets.token_urlsafe(16)
-
-
-# -- keys ----------------------------------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class PreviousKey:
-    """A rotated-out key: tokens it signed are still accepted until `accept_until`."""
-
-    kid: str
-    public_key: Ed25519PublicKey
-    accept_until: float
-
-
-@dataclass(frozen=True)
-class KeyRing:
-    """The active signing key and the previous keys still accepted for verification."""
-
-    active: Ed25519PrivateKey
-    previous: tuple[PreviousKey, ...] = ()
-    active_kid: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "active_kid", jwk_thumbprint(self.active.public_key()))
-        kids = [self.active_kid, *(key.kid for key in self.previous)]
-        if len(set(kids)) != len(kids):
-            raise ConfigError("session keys: the same key appears twice in the key ring")
-
-    def rotate(self, new_key: Ed25519PrivateKey, now: float, grace_seconds: float) -> KeyRing:
-        """Sign with `new_key` from now on; accept the old key's tokens for `grace_seconds` more.
-
-        The grace must cover the longest token lifetime plus the leeway, or sessions issued
-        just before the rotation are cut short. Keys past their grace are dropped.
-        """
-        if not math.isfinite(grace_seconds) or grace_seconds < 0:
-            raise ConfigError("session keys: grace_seconds must be a finite, non-negative number")
-        retired = PreviousKey(self.active_kid, self.active.public_key(), now + grace_seconds)
-        kept = tuple(key for key in self.previous if key.accept_until > now)
-        return KeyRing(new_key, (retired, *kept))
-
-    def with_peer_keys(self, peers: Iterable[PreviousKey]) -> KeyRing:
-        """This ring plus the published keys of the other brokers sharing the store (a token
-        issued by one broker is good at every other); keys it already holds are kept as they are."""
-        known = {self.active_kid, *(key.kid for key in self.previous)}
-        extra: dict[str, PreviousKey] = {}
-        for key in peers:
-            if key.kid not in known:
-                extra.setdefault(key.kid, key)
-        return KeyRing(self.active, (*self.previous, *extra.values()))
-
-    def verification_key(self, kid: str, now: float) -> Ed25519PublicKey | None:
-        if kid == self.active_kid:
-            return self.active.public_key()
-        for key in self.previous:
-            if key.kid == kid and now < key.accept_until:
-                return key.public_key
-        return None
-
-    def jwks(self, now: float) -> dict[str, list[dict[str, str]]]:
-        """The public keys accepted at `now`, as an RFC 7517 JWK Set."""
-        keys = [(self.active_kid, self.active.public_key())]
-        keys += [(key.kid, key.public_key) for key in self.previous if now < key.accept_until]
-        return {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": _b64url(_raw_public(public)),
-                          "kid": kid, "alg": ALGORITHM, "use": "sig"} for kid, public in keys]}
 
 
 # -- decisions -----------------------------------------------------------------------------------
