@@ -78,7 +78,7 @@ def thumbprint_of(cert_der: bytes) -> str:
     return _b64url(hashlib.sha256(cert_der).digest())
 
 
-# -- the shell function: OS randomness (new_session_key is in broker.session_keys) --------------------------------------------------------
+# -- the shell function: OS randomness (new_session_key: broker.session_keys) -------------------
 
 def new_jti() -> str:
     """SHELL: a fresh token id, 128 random bits, base64url."""

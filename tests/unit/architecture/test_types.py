@@ -9,7 +9,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[3]
 CORES = ["ztcore", "broker/pki.py", "broker/config.py", "broker/registry.py",
          "broker/enrolment.py", "broker/devices.py", "agent/pac.py", "agent/blockpage.py",
-         "agent/identity.py", "agent/config.py", "broker/sessions.py", "broker/session_keys.py", "idp_bridge/directory.py",
+         "agent/identity.py", "agent/config.py", "broker/sessions.py", "broker/session_keys.py",
+         "idp_bridge/directory.py",
          "idp_bridge/ldap_syntax.py", "idp_bridge/account_state.py", "idp_bridge/groups.py",
          "idp_bridge/totp.py", "idp_bridge/oidc.py", "idp_bridge/oidc_config.py",
          "broker/login.py", "broker/identity_config.py", "agent/session.py",
