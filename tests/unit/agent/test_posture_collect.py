@@ -7,8 +7,6 @@ is missing. Failures must leave the fact unknown with an error, never raise, nev
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,26 +15,17 @@ from hypothesis import strategies as st
 
 from agent.posture import RARELY_CHANGING, CommandResult, collect, linux, macos, windows
 from agent.posture.products import Product, parse_products, running_products
+from tests.unit.agent.posture_samples_harness import SAMPLES, jst, sample
 from ztcore.errors import ConfigError
 from ztcore.posture import facts_from_json
 
-SAMPLES = Path(__file__).parent / "posture_samples"
 NOW = 1_800_000_000.0
 DENIED = CommandResult(1, "", "Get-BitLockerVolume : アクセスが拒否されました。\r\n")
 TIMEOUT = CommandResult(None, error="timed out after 30 s")
 
 
-def sample(name: str) -> str:
-    return (SAMPLES / name).read_bytes().decode("utf-8")
-
-
 def ok(name: str) -> CommandResult:
     return CommandResult(0, sample(name), "")
-
-
-def jst(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> float:
-    return datetime(year, month, day, hour, minute, second,
-                    tzinfo=timezone(timedelta(hours=9))).timestamp()
 
 
 class Recorded:

@@ -4,8 +4,6 @@ firewalld, gsettings, apt, dnf, realm, sssd, samba and nsswitch contents, parsed
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,20 +24,10 @@ from agent.posture.findings import (
     unknown,
 )
 from agent.posture.products import running_products
+from tests.unit.agent.posture_samples_harness import JST, check_recorded, check_variants, jst, sample
 
-SAMPLES = Path(__file__).parent / "posture_samples"
-JST = 9 * 3600
 LUKS, PLAIN = DiskEncryption(True, "LUKS"), DiskEncryption(False, "")
 CITY = "city.example.lg.jp"
-
-
-def sample(name: str) -> str:
-    return (SAMPLES / name).read_bytes().decode("utf-8")
-
-
-def jst(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> float:
-    return datetime(year, month, day, hour, minute, second,
-                    tzinfo=timezone(timedelta(hours=9))).timestamp()
 
 
 CASES: list[tuple[str, Callable[[str], Reading[Any]], object]] = [
@@ -110,18 +98,14 @@ CASES: list[tuple[str, Callable[[str], Reading[Any]], object]] = [
 @pytest.mark.parametrize(("name", "parse", "expected"), CASES,
                          ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
 def test_recorded_output(name: str, parse: Callable[[str], Reading[Any]], expected: object) -> None:
-    reading = parse(sample(name))
-    assert reading.value == expected
-    assert bool(reading.error) == (expected is None)
+    check_recorded(name, parse, expected)
 
 
 @pytest.mark.parametrize(("name", "parse", "expected"), CASES,
                          ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
 def test_line_ends_and_whitespace_do_not_matter(
         name: str, parse: Callable[[str], Reading[Any]], expected: object) -> None:
-    text = sample(name)
-    for variant in (text.replace("\n", "\r\n"), "\ufeff" + text, "\n" + text + "  \n\n"):
-        assert parse(variant).value == expected
+    check_variants(name, parse, expected)
 
 
 @pytest.mark.parametrize(("name", "expected"), [

@@ -4,8 +4,6 @@ output in English and Japanese, parsed into readings; bad input is an unknown, n
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,19 +23,9 @@ from agent.posture.findings import (
     parse_uuid,
     unknown,
 )
+from tests.unit.agent.posture_samples_harness import JST, check_recorded, jst, sample
 
-SAMPLES = Path(__file__).parent / "posture_samples"
-JST = 9 * 3600
 ON, OFF = DiskEncryption(True, "BitLocker"), DiskEncryption(False, "")
-
-
-def sample(name: str) -> str:
-    return (SAMPLES / name).read_bytes().decode("utf-8")
-
-
-def jst(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> float:
-    return datetime(year, month, day, hour, minute, second,
-                    tzinfo=timezone(timedelta(hours=9))).timestamp()
 
 
 CASES: list[tuple[str, Callable[[str], Reading[Any]], object]] = [
@@ -95,9 +83,7 @@ CASES: list[tuple[str, Callable[[str], Reading[Any]], object]] = [
 @pytest.mark.parametrize(("name", "parse", "expected"), CASES,
                          ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
 def test_recorded_output(name: str, parse: Callable[[str], Reading[Any]], expected: object) -> None:
-    reading = parse(sample(name))
-    assert reading.value == expected
-    assert bool(reading.error) == (expected is None)
+    check_recorded(name, parse, expected)
 
 
 @pytest.mark.parametrize(("name", "parse", "expected"), CASES,
