@@ -288,6 +288,15 @@ class Store(IdentityRecords, PostureRecords, PolicyRecords, AdminRecords):
             raise StoreError("cannot read the devices revision: the database is not migrated")
         return int(value)
 
+    def revisions(self) -> tuple[int, int, int]:
+        """(devices, sessions, policy) revisions in one read: what a broker polls."""
+        with self._transaction("cannot read the revisions") as conn:
+            row = conn.execute(sa.select(meta.c.devices_revision, meta.c.sessions_revision,
+                                         meta.c.policy_revision).where(meta.c.id == 1)).first()
+        if row is None:
+            raise StoreError("cannot read the revisions: the database is not migrated")
+        return int(row[0]), int(row[1]), int(row[2])
+
     # -- plumbing --------------------------------------------------------------------------------
 
     @contextmanager

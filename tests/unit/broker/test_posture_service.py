@@ -1,6 +1,6 @@
 """broker/runtime/posture_service.py's gate and report handling, with a fixed clock and an
-in-memory store (the store's own conditional write is tested against SQLite and PostgreSQL in
-tests/integration/test_identity_store.py's neighbours)."""
+in-memory stand-in for the store's one method it uses (a boundary: the store's real conditional
+write is tested against SQLite and PostgreSQL in tests/integration/test_admin_records.py)."""
 
 from __future__ import annotations
 
