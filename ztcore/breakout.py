@@ -219,24 +219,27 @@ class BreakoutMatcher:
     def __init__(self, rules: BreakoutRules) -> None:
         self.rules = rules
         self.version = rules.version
-        self._exact: dict[str, list[BreakoutRule]] = {}
-        self._suffix: dict[str, list[BreakoutRule]] = {}
-        self._general: list[tuple[re.Pattern[str], BreakoutRule]] = []
-        self._nets: dict[int, dict[tuple[int, int], list[BreakoutRule]]] = {4: {}, 6: {}}
+        # Each index holds (position in precedence order, rule): the smallest position that
+        # matches wins, exactly as the first match in the PAC file's ordered list.
+        self._exact: dict[str, list[tuple[int, BreakoutRule]]] = {}
+        self._suffix: dict[str, list[tuple[int, BreakoutRule]]] = {}
+        self._general: list[tuple[re.Pattern[str], int, BreakoutRule]] = []
+        self._nets: dict[int, dict[tuple[int, int], list[tuple[int, BreakoutRule]]]] = {4: {}, 6: {}}
         self._prefixes: dict[int, list[int]] = {4: [], 6: []}
         self._cache: dict[tuple[str, int], BreakoutMatch] = {}
-        for rule in ordered(rules.rules):
+        for position, rule in enumerate(ordered(rules.rules)):
+            entry = (position, rule)
             if rule.is_network:
                 net = ipaddress.ip_network(rule.pattern)
                 key = (net.prefixlen, int(net.network_address))
-                self._nets[net.version].setdefault(key, []).append(rule)
+                self._nets[net.version].setdefault(key, []).append(entry)
             elif "*" not in rule.pattern:
-                self._exact.setdefault(rule.pattern, []).append(rule)
+                self._exact.setdefault(rule.pattern, []).append(entry)
             elif rule.pattern.startswith("*.") and "*" not in rule.pattern[1:]:
-                self._suffix.setdefault(rule.pattern[1:], []).append(rule)
+                self._suffix.setdefault(rule.pattern[1:], []).append(entry)
             else:
                 body = ".*".join(re.escape(part) for part in rule.pattern.split("*"))
-                self._general.append((re.compile(body + r"\Z"), rule))
+                self._general.append((re.compile(body + r"\Z"), position, rule))
         for version in (4, 6):
             self._prefixes[version] = sorted({p for p, _ in self._nets[version]}, reverse=True)
 
@@ -260,25 +263,29 @@ class BreakoutMatcher:
     def _route_name(self, host: str, port: int) -> BreakoutMatch:
         if not host or not host.isascii():
             return TUNNEL
-        candidates: list[BreakoutRule] = []
+        candidates: list[tuple[int, BreakoutRule]] = []
         candidates += self._exact.get(host, ())
         dot = host.find(".")
         while dot >= 0:
             candidates += self._suffix.get(host[dot:], ())
             dot = host.find(".", dot + 1)
-        candidates += [rule for regex, rule in self._general if regex.match(host)]
-        best = min((r for r in candidates if r.covers(port)), key=_rank, default=None)
-        return TUNNEL if best is None else BreakoutMatch(best.direct, best)
+        candidates += [(position, rule) for regex, position, rule in self._general
+                       if regex.match(host)]
+        return _best(candidates, port)
 
     def _route_address(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address,
                        port: int) -> BreakoutMatch:
         bits = 32 if address.version == 4 else 128
         value = int(address)
         table = self._nets[address.version]
-        candidates: list[BreakoutRule] = []
+        candidates: list[tuple[int, BreakoutRule]] = []
         for prefix in self._prefixes[address.version]:
             masked = value >> (bits - prefix) << (bits - prefix) if prefix else 0
             candidates += table.get((prefix, masked), ())
-        best = min((r for r in candidates if r.covers(port)), key=_rank, default=None)
-        return TUNNEL if best is None else BreakoutMatch(best.direct, best)
+        return _best(candidates, port)
+
+
+def _best(candidates: list[tuple[int, BreakoutRule]], port: int) -> BreakoutMatch:
+    best = min((c for c in candidates if c[1].covers(port)), key=lambda c: c[0], default=None)
+    return TUNNEL if best is None else BreakoutMatch(best[1].direct, best[1])
 

@@ -225,3 +225,12 @@ def test_a_default_url_of_2024_does_not_break_out() -> None:
     got = matcher.route(default_only[0], 443)
     assert not got.direct and got.rule is not None and got.rule.category == "default"
     assert not matcher.route("www.example.com", 443).direct
+
+
+def test_ties_follow_the_precedence_order() -> None:
+    """Equal source and specificity: the rule listed first wins, whichever index holds it (the
+    PAC file lists rules in this order and takes the first match)."""
+    first = m365("abc*.example.jp", True, 1, "allow")
+    second = m365("*.cd.example.jp", False, 2, "default")
+    assert rules(first, second).route("abc.cd.example.jp", 443).rule == first
+    assert rules(second, first).route("abc.cd.example.jp", 443).rule == second
