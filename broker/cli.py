@@ -19,6 +19,7 @@ from broker.enrolment import DEFAULT_CODE_TTL_SECONDS, format_code, hash_code, p
 from broker.identity_cli import admin_account_app, admin_app, session_app, user_app
 from broker.policy_cli import actor as policy_actor
 from broker.policy_cli import policy_app
+from broker.routing_cli import device_override, m365_app, routing_app
 from broker.runtime.datadir import init_data_dir, load_ca, load_config
 from broker.runtime.posture_store import PostureRecord
 from broker.runtime.store import Store, StoreError
@@ -40,6 +41,9 @@ app.add_typer(session_app, name="session")
 app.add_typer(admin_app, name="admin-token")
 app.add_typer(admin_account_app, name="admin")
 app.add_typer(policy_app, name="policy")
+app.add_typer(m365_app, name="m365")
+app.add_typer(routing_app, name="routing")
+device_app.command("override")(device_override)
 # Logs and CI are not terminals: rich would wrap at 80 columns and cut the demo table.
 console = Console(width=None if sys.stdout.isatty() else 120)
 DataDir = Annotated[Path, typer.Option("--data-dir", envvar="SEKIMORI_DATA",

@@ -35,6 +35,16 @@ class Listen:
 
 
 @dataclass(frozen=True, slots=True)
+class M365Source:
+    """`[m365]`: where `sekimori m365 update` gets Microsoft's endpoint data. `service_url` is
+    Microsoft's web service (or a mirror of it), asked for its version first; `url`, if set,
+    is a plain JSON file to fetch instead (no version check)."""
+    service_url: str = "https://endpoints.office.com"
+    instance: str = "Worldwide"
+    url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class BrokerConfig:
     data_dir: Path
     name: str
@@ -53,6 +63,7 @@ class BrokerConfig:
     posture: PostureConfig = PostureConfig()
     default_quota: Quota = Quota(5000, 0.0)          # fair share per tenant (broker/fair_share.py)
     quotas: dict[str, Quota] | None = None            # [quotas.<tenant>] overrides
+    m365: M365Source = M365Source()
 
     def quota(self, tenant: str) -> Quota:
         if self.quotas and tenant in self.quotas:
@@ -196,7 +207,26 @@ def parse_config(raw: Mapping[str, Any], data_dir: Path) -> BrokerConfig:
         identity=parse_identity_config(_table(raw, "identity")),
         posture=parse_posture_config(_table(raw, "posture")),
         default_quota=default_quota, quotas=quotas,
+        m365=_m365(_table(raw, "m365")),
     )
+
+
+def _m365(table: Mapping[str, Any]) -> M365Source:
+    values = {}
+    for key, default in (("service_url", "https://endpoints.office.com"), ("instance", "Worldwide"),
+                         ("url", "")):
+        value = table.get(key, default)
+        if not isinstance(value, str) or (value and key != "instance"
+                                          and not value.startswith(("https://", "http://"))):
+            raise ConfigError(f"m365.{key}: expected an http(s) URL, got {value!r}")
+        values[key] = value
+    if values["instance"] not in ("Worldwide", "USGovDoD", "USGovGCCHigh", "China"):
+        raise ConfigError(f"m365.instance: expected Worldwide, USGovDoD, USGovGCCHigh or China, "
+                          f"got {values['instance']!r}")
+    unknown = set(table) - {"service_url", "instance", "url"}
+    if unknown:
+        raise ConfigError(f"m365.{sorted(unknown)[0]}: unknown key")
+    return M365Source(**values)
 
 
 def toml_string(text: str) -> str:

@@ -112,6 +112,12 @@ class Reason(str, Enum):
     OIDC_NONCE_MISMATCH = "oidc-nonce-mismatch"
     OIDC_PROVIDER_UNAVAILABLE = "oidc-provider-unavailable"
     RETURN_TO_INVALID = "return-to-invalid"
+    # Microsoft 365 breakout and the agent's bypass modes (ztcore/breakout.py, ztcore/bypass.py)
+    BREAKOUT_DIRECT = "breakout-direct"
+    CAPTIVE_PORTAL_WINDOW = "captive-portal-window"
+    OVERRIDE_ACTIVE = "override-active"
+    AGENT_EVENTS_INVALID = "agent-events-invalid"
+    AGENT_RULES_UNAVAILABLE = "agent-rules-unavailable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,6 +389,21 @@ REASON_TEXT: dict[Reason, ReasonText] = {
     Reason.RETURN_TO_INVALID: ReasonText(
         "ログイン後の戻り先が正しくありません。",
         "The page to return to after login is not valid."),
+    Reason.BREAKOUT_DIRECT: ReasonText(
+        "Microsoft 365 の通信として、端末から直接接続しました（ローカルブレイクアウト）。",
+        "Sent directly from the device as Microsoft 365 traffic (local breakout)."),
+    Reason.CAPTIVE_PORTAL_WINDOW: ReasonText(
+        "公衆無線LANのログイン画面のため、一時的に直接接続しました（時間制限付き）。",
+        "Sent directly for a Wi-Fi login page during a time-limited captive-portal window."),
+    Reason.OVERRIDE_ACTIVE: ReasonText(
+        "管理者の解除コードにより、一時的に制御を解除して直接接続しました。",
+        "Sent directly while an administrator's override code lifts enforcement."),
+    Reason.AGENT_EVENTS_INVALID: ReasonText(
+        "端末から送られた記録が正しくないため、受け付けませんでした。",
+        "The events the agent reported are invalid and were not accepted."),
+    Reason.AGENT_RULES_UNAVAILABLE: ReasonText(
+        "端末向けのルールを作成できませんでした（フェイルクローズ）。",
+        "The rules for this device could not be prepared (fail closed)."),
 }
 
 

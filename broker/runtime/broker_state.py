@@ -20,6 +20,7 @@ from broker.runtime.audit_sink import AuditSink
 from broker.runtime.identity_service import IdentityService
 from broker.runtime.policy_service import PolicyService
 from broker.runtime.posture_service import PostureService
+from broker.runtime.routing_service import RoutingService
 from ztcore.audit import AuditEvent
 from ztcore.reasons import REASON_TEXT, Reason
 
@@ -49,6 +50,7 @@ class BrokerState:
     identity: IdentityService | None = None
     posture: PostureService | None = None
     policy: PolicyService | None = None
+    routing: RoutingService | None = None
     tenant_streams: dict[str, int] = field(default_factory=dict)   # fair share accounting
     tenant_buckets: dict[str, TokenBucket] = field(default_factory=dict)
 

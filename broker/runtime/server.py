@@ -20,8 +20,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import uvicorn
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_private_key
 from prometheus_client import CollectorRegistry, Gauge
 
 from broker.api.admin import AdminApi
@@ -35,9 +37,11 @@ from broker.runtime.device_authority import DeviceAuthority
 from broker.runtime.identity_service import IdentityService
 from broker.runtime.policy_service import PolicyService, write_hits
 from broker.runtime.posture_service import PostureService
+from broker.runtime.routing_service import RoutingService
 from broker.runtime.store import Store
 from broker.runtime.tunnel_server import BrokerState, TunnelConnection
 from broker.sessions import KeyRing, PreviousKey, SessionAuthority, SessionConfig
+from ztcore.errors import ConfigError
 
 log = logging.getLogger("sekimori.broker")
 HITS_EVERY_SECONDS = 10.0
@@ -169,6 +173,19 @@ def reload_peer_keys(service: IdentityService, own: KeyRing, store: Store, now: 
     service.sessions = SessionAuthority(service.sessions.config, own.with_peer_keys(peers))
 
 
+def routing_service(config: BrokerConfig, store: Store, state: BrokerState) -> RoutingService:
+    """Agent rules signed with the broker's TLS key (its certificate chain travels with them);
+    override-code secrets derived from the broker's sealing key."""
+    key = load_pem_private_key(config.server_key_path.read_bytes(), password=None)
+    if not isinstance(key, EllipticCurvePrivateKey):
+        raise ConfigError(f"{config.server_key_path}: expected a P-256 key to sign agent rules")
+    chain = x509.load_pem_x509_certificates(config.server_cert_path.read_bytes())
+    policy = state.policy
+    return RoutingService(store, key, chain, load_seal_key(config),
+                          revision=lambda: policy.revision if policy is not None else 0,
+                          clock=time.time)
+
+
 async def serve(config: BrokerConfig, *, stop: asyncio.Event | None = None,
                 on_ready: Callable[[dict[str, Any]], None] | None = None,
                 handle_signals: bool = True) -> None:
@@ -190,6 +207,7 @@ async def serve(config: BrokerConfig, *, stop: asyncio.Event | None = None,
     state.posture = PostureService(config.posture, store)
     state.policy = PolicyService(store)
     await asyncio.to_thread(state.policy.reload_if_changed)
+    state.routing = routing_service(config, store, state)
     revision = await asyncio.to_thread(store.devices_revision)
     state.registry = RegistrySnapshot.build(revision, await asyncio.to_thread(store.list_devices))
     metrics = Metrics(state, audit)

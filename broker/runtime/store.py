@@ -41,6 +41,7 @@ from broker.runtime.admin_store import AdminRecords
 from broker.runtime.identity_store import IdentityRecords
 from broker.runtime.policy_store import PolicyRecords
 from broker.runtime.posture_store import PostureRecords
+from broker.runtime.routing_store import RoutingRecords
 from broker.runtime.tables import METADATA, StoreError, devices, enrolment_codes, meta, tenants
 from ztcore.errors import ConfigError
 
@@ -77,7 +78,7 @@ def engine_url(url: str) -> URL:
     raise ConfigError(f"store url: {shown!r} is not supported; use sqlite:/// or postgresql://")
 
 
-class Store(IdentityRecords, PostureRecords, PolicyRecords, AdminRecords):
+class Store(IdentityRecords, PostureRecords, PolicyRecords, AdminRecords, RoutingRecords):
     """Tenants, enrolment codes, devices, TOTP factors and login sessions in one SQL database."""
 
     def __init__(self, url: str) -> None:

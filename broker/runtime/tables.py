@@ -156,4 +156,24 @@ admin_audit = sa.Table(
     sa.Column("before", sa.Text(), nullable=True),
     sa.Column("after", sa.Text(), nullable=True),
 )
+m365_versions = sa.Table(
+    "m365_versions", _md,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("instance", sa.String(32), nullable=False, index=True),
+    sa.Column("version", sa.String(32), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("imported_at", sa.Double(), nullable=False),
+    sa.Column("imported_by", sa.String(200), nullable=False),
+    sa.Column("source", sa.String(500), nullable=False),
+    sa.Column("data", sa.Text(), nullable=False),                 # Microsoft's JSON, as received
+    sa.Column("diff", sa.Text(), nullable=True),                  # from the version before (JSON)
+)
+tenant_routing = sa.Table(
+    "tenant_routing", _md,
+    sa.Column("tenant_id", sa.String(63), sa.ForeignKey("tenants.id"), primary_key=True),
+    sa.Column("document", sa.Text(), nullable=False),            # the routing document (YAML)
+    sa.Column("revision", sa.BigInteger(), nullable=False),
+    sa.Column("updated_at", sa.Double(), nullable=False),
+    sa.Column("updated_by", sa.String(200), nullable=False),
+)
 METADATA: Final = _md

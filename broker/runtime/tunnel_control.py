@@ -16,6 +16,7 @@ from h2.exceptions import ProtocolError
 from broker.runtime.identity_service import CONTROL_KINDS, ControlReply
 from broker.runtime.posture_service import PATH_POSTURE
 from ztcore import headers
+from ztcore.agent_rules import PATH_EVENTS, PATH_RULES
 from ztcore.decision import allow, deny
 from ztcore.reasons import Reason
 from ztcore.tunnel import BodyEndpoint, Stream
@@ -52,6 +53,12 @@ class ControlRequests:
         elif path == PATH_POSTURE and self.state.posture is not None:
             flow.kind = "posture-report"
             answer = self.posture_report
+        elif path == PATH_RULES and self.state.routing is not None:
+            flow.kind = "agent-rules"
+            answer = self.agent_rules
+        elif path == PATH_EVENTS and self.state.routing is not None:
+            flow.kind = "agent-events"
+            answer = self.agent_events
         elif path in CONTROL_KINDS and self.state.identity is not None:
             flow.kind = CONTROL_KINDS[path]
             async def answer(s: Stream, body: bytes) -> None:
@@ -130,6 +137,31 @@ class ControlRequests:
         stream.context.decision = reply.audit or reply.decision
         self._reply(stream, reply)
         self.recheck_posture(self.state.clock())
+
+    # -- agent routing: rules out, events in ---------------------------------------------------
+
+    async def agent_rules(self, stream: Stream, body: bytes) -> None:
+        service = self.state.routing
+        assert service is not None and self.identity is not None
+        reply = await asyncio.to_thread(service.handle_rules, self.identity, body)
+        if not stream.finished:
+            stream.context.decision = reply.decision
+            self._reply(stream, reply)
+
+    async def agent_events(self, stream: Stream, body: bytes) -> None:
+        """Events of what the agent sent without the tunnel: on disk before they are
+        acknowledged, so the agent deletes its copy only once the audit log has them."""
+        service = self.state.routing
+        assert service is not None and self.identity is not None
+        reply, events = service.events_from(self.identity, body, self.state.clock())
+        try:
+            await asyncio.gather(*(self.state.audit.write(e) for e in events))
+        except Exception as exc:
+            log.error("agent events from %s not recorded: %s", self.identity.device_id, exc)
+            reply = ControlReply(deny(Reason.INTERNAL_ERROR, status=503, detail="audit log unavailable"))
+        if not stream.finished:
+            stream.context.decision = reply.decision
+            self._reply(stream, reply)
 
     def _reply(self, stream: Stream, reply: ControlReply) -> None:
         if reply.payload is not None and reply.decision.allowed:

@@ -19,7 +19,9 @@ CORES = ["ztcore", "broker/pki.py", "broker/config.py", "broker/registry.py",
          "broker/policy/model.py", "broker/policy/guard.py", "broker/policy/engine.py",
          "broker/policy/yaml_io.py", "broker/policy/hosts.py", "broker/policy/lint.py",
          "broker/policy/explain.py",
-         "broker/admin_auth.py", "broker/posture_gate.py", "broker/fair_share.py"]
+         "broker/admin_auth.py", "broker/posture_gate.py", "broker/fair_share.py",
+         "broker/routing.py", "broker/agent_rules.py", "agent/rules.py", "agent/router.py",
+         "broker/m365.py", "agent/dns.py"]
 
 
 def test_cores_pass_mypy_strict() -> None:
