@@ -240,6 +240,8 @@ def status(data_dir: DataDir = DEFAULT_DIR,
                               "(sekimori-agent login)")
     for label, value in posture_rows(info.get("posture")):
         table.add_row(label, value)
+    for label, value in routing_rows(info.get("routing"), info.get("dns")):
+        table.add_row(label, value)
     if info.get("last_error"):
         table.add_row("last error", info["last_error"])
     denial = info.get("last_denial") or {}
@@ -253,14 +255,92 @@ def status(data_dir: DataDir = DEFAULT_DIR,
     raise typer.Exit(0 if info["state"] == "connected" else 1)
 
 
+def routing_rows(routing: dict[str, Any] | None, dns: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """Status lines about breakout rules, bypass modes and split DNS."""
+    if not routing:
+        return []
+    rules, bypass, direct = routing["rules"], routing["bypass"], routing["direct"]
+    rows = [("breakout", f"{rules['breakout_rules']} rules (version {rules['version'] or '-'}, "
+                         f"Microsoft data {rules['microsoft_data']}); direct now "
+                         f"{direct['open']}, total {direct['total']}")]
+    if rules.get("last_error"):
+        rows.append(("rules error", str(rules["last_error"])))
+    if bypass.get("mode") == "override":
+        rows.append(("override", f"[yellow]制御解除中 / enforcement lifted until "
+                                 f"{_time(bypass['override_until'])}[/yellow]"))
+    if bypass.get("window_until"):
+        rows.append(("captive portal", f"[yellow]直接接続を一時許可中 / window open until "
+                                       f"{_time(bypass['window_until'])}[/yellow]"))
+    events = routing.get("events") or {}
+    if events.get("pending"):
+        rows.append(("events", f"{events['pending']} waiting for the broker"))
+    if dns:
+        rows.append(("split DNS", f"{dns['listen']} (answered {dns['answered']}, forwarded "
+                                  f"{dns['forwarded']}, dropped {dns['dropped']})"))
+    return rows
+
+
+def _local_post(config: AgentConfig, path: str, headers: dict[str, str]) -> dict[str, Any]:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    request = urllib.request.Request(f"http://{config.proxy_host}:{config.proxy_port}{path}",
+                                     data=b"", headers=headers, method="POST")
+    try:
+        with opener.open(request, timeout=10) as r:
+            return dict(json.loads(r.read()))
+    except urllib.error.HTTPError as exc:
+        return dict(json.loads(exc.read() or b"{}"))
+    except OSError:
+        raise _refused_plain("エージェントが動いていません / the agent is not running") from None
+
+
+def _refused_plain(message: str) -> typer.Exit:
+    console.print(f"[red]{message}[/red]")
+    return typer.Exit(1)
+
+
+def _show_answer(answer: dict[str, Any]) -> None:
+    colour = "green" if answer.get("ok") else "red"
+    console.print(f"[{colour}]{answer.get('message_ja', '')}[/{colour}]")
+    console.print(f"[{colour}]{answer.get('message_en', '')}[/{colour}] ({answer.get('reason')})")
+    raise typer.Exit(0 if answer.get("ok") else 1)
+
+
+@app.command("captive-portal")
+def captive_portal(data_dir: DataDir = DEFAULT_DIR) -> None:
+    """Open the time-limited window for a hotel or station Wi-Fi login page (only while the
+    broker cannot be reached; web ports only; logged and reported)."""
+    _show_answer(_local_post(_load(data_dir), "/__sekimori/captive-portal", {}))
+
+
+@app.command()
+def override(code: Annotated[Optional[str], typer.Argument(help="The code your IT desk read out")] = None,
+             clear: Annotated[bool, typer.Option("--clear", help="End the override now")] = False,
+             data_dir: DataDir = DEFAULT_DIR) -> None:
+    """Apply an administrator's override code: enforcement on this device is lifted until the
+    code's time is up (it works without the broker; logged and reported)."""
+    config = _load(data_dir)
+    if clear:
+        _show_answer(_local_post(config, "/__sekimori/override/clear", {}))
+    if not code:
+        raise _refused_plain("give the code, or --clear")
+    _show_answer(_local_post(config, "/__sekimori/override", {"sekimori-override-code": code}))
+
+
 @app.command()
 def pac(data_dir: DataDir = DEFAULT_DIR) -> None:
-    """Print the PAC file the agent serves."""
+    """Print the PAC file the agent serves (with its breakout rules when it is running)."""
     try:
         config = load_config(data_dir)
         host, port = config.proxy_host, config.proxy_port
     except ConfigError:
         host, port = "127.0.0.1", DEFAULT_PROXY_PORT
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(f"http://{host}:{port}/proxy.pac", timeout=5) as r:
+            print(r.read().decode("utf-8"), end="")
+            return
+    except OSError:
+        print("// the agent is not running: no breakout rules in this PAC", file=sys.stderr)
     print(render_pac(host, port), end="")
 
 

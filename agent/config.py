@@ -7,7 +7,8 @@ reads the JSON file and passes the mapping in.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,10 @@ class AgentConfig:
     proxy_port: int = DEFAULT_PROXY_PORT
     keepalive_seconds: float = 15.0  # PING interval; also how often renewal is considered
     posture_facts_file: str | None = None   # labs and tests only: facts from this JSON file
+    dns_port: int = 0                       # the split-DNS stub on proxy_host (0: not started)
+    # Labs and tests only: names the agent resolves itself for direct connections, like
+    # /etc/hosts (a breakout host played by a local server).
+    static_hosts: dict[str, str] = field(default_factory=dict)
 
     @property
     def key_path(self) -> Path:
@@ -76,7 +81,21 @@ def parse_agent_config(raw: Mapping[str, Any], data_dir: Path) -> AgentConfig:
         proxy_host=str(raw.get("proxy_host", "127.0.0.1")),
         proxy_port=port("proxy_port", DEFAULT_PROXY_PORT),
         keepalive_seconds=_seconds(raw.get("keepalive_seconds", 15.0)),
-        posture_facts_file=_optional_path(raw.get("posture_facts_file")))
+        posture_facts_file=_optional_path(raw.get("posture_facts_file")),
+        dns_port=port("dns_port", 0), static_hosts=_static_hosts(raw.get("static_hosts", {})))
+
+
+def _static_hosts(value: object) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{CONFIG_FILE}: static_hosts: expected an object of name: address")
+    out: dict[str, str] = {}
+    for name, address in value.items():
+        try:
+            out[str(name).lower().rstrip(".")] = str(ip_address(address))
+        except (ValueError, TypeError):
+            raise ConfigError(f"{CONFIG_FILE}: static_hosts.{name}: not an IP address: "
+                              f"{address!r}") from None
+    return out
 
 
 def _optional_path(value: object) -> str | None:

@@ -378,6 +378,7 @@ def run_checks(agent: AgentProcess, origins: LocalOrigins,
 
 
 def run_demo(*, once: bool, data_dir: Path | None, console: Console) -> int:
+    from broker.demo_breakout import check_breakout, import_endpoints, point_agent
     from broker.demo_output import print_audit, print_checks
     from broker.demo_policy import HOSTS as POLICY_HOSTS
     from broker.demo_policy import JYUKI_HOST, TAX_HOST, import_policy
@@ -412,12 +413,14 @@ def run_demo(*, once: bool, data_dir: Path | None, console: Console) -> int:
         console.print(f"  broker: tunnel 127.0.0.1:{broker.info['tunnel_port']}, API {broker.api_url}")
         # applied by the broker within half a second, long before the first request below
         console.print(f"  admin:  sekimori policy import → {import_policy(broker.data_dir, DEMO_TENANT)}")
+        console.print(f"  admin:  sekimori m365 import → {import_endpoints(broker.data_dir, origins)}")
         with console.status("enrolling the demo laptops…"):
             for laptop, staff, facts in ((agent, DEMO_STAFF, COMPLIANT_LAPTOP),
                                          (other, OTHER_STAFF, NONCOMPLIANT_LAPTOP)):
                 if not (laptop.data_dir / "agent.json").exists():
                     laptop.enrol(broker, broker.enrolment_code(DEMO_TENANT), hostname=f"{staff}-laptop")
                     simulate_facts(laptop, facts)
+                    point_agent(laptop, ORIGIN_HOST)
                 laptop.start()
         st = agent.status() or {}
         console.print(f"  agent: proxy {agent.proxy}, device {st.get('device')} ({DEMO_TENANT_NAME})")
@@ -437,6 +440,7 @@ def run_demo(*, once: bool, data_dir: Path | None, console: Console) -> int:
         check("LGWAN tax system (rule r-001)", f"http://{TAX_HOST}:{origins.http_port}/", 200, None)
         check("My Number system (guard)", f"http://{JYUKI_HOST}:{origins.http_port}/", 403,
               "zone-mynumber-forbidden")
+        check_breakout(agent, origins, broker.config.audit_path, checks)
         with console.status(f"{OTHER_STAFF} logs in on a laptop with its firewall off…"):
             other_secret = broker.enrol_totp(DEMO_TENANT, OTHER_STAFF)
             other.login(OTHER_STAFF, STAFF[OTHER_STAFF][1], pyotp.TOTP(other_secret).now())
@@ -468,6 +472,10 @@ def run_demo(*, once: bool, data_dir: Path | None, console: Console) -> int:
         print(f"  {bin_dir / 'sekimori'} policy test --tenant {DEMO_TENANT} --url http://{JYUKI_HOST}/ "
               f"--group all-staff --mfa-minutes-ago 1 --posture standard --data-dir {broker.data_dir}")
         print(f"  {bin_dir / 'sekimori'} policy lint --tenant {DEMO_TENANT} --data-dir {broker.data_dir}")
+        print(f"  curl -x {agent.proxy} http://outlook.office365.com:{origins.http_port}/   "
+              "# Microsoft 365 breakout: direct, yet audited")
+        print(f"  {bin_dir / 'sekimori'} m365 check outlook.office365.com --tenant {DEMO_TENANT} "
+              f"--data-dir {broker.data_dir}")
         print(f"  SEKIMORI_AGENT_DIR={agent.data_dir} {bin_dir / 'sekimori-agent'} logout")
         print(f"  SEKIMORI_AGENT_DIR={agent.data_dir} {bin_dir / 'sekimori-agent'} login   "
               f"# {DEMO_STAFF} / {STAFF[DEMO_STAFF][1]} + a code from the TOTP secret {secret}")

@@ -24,6 +24,8 @@ if [ "${SEKIMORI_TEST_PEERS:-0}" = 1 ]; then
   command -v node >/dev/null || need_apt+=(nodejs)
   command -v npm >/dev/null || need_apt+=(npm)
   [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+  # dig: an independent DNS client for the agent's split-DNS stub (tests/integration/test_dns_stub.py)
+  command -v dig >/dev/null || need_apt+=(bind9-dnsutils)
 fi
 # python-ldap (the broker's LDAP/AD client) has no wheels: pip builds it against these headers
 if [ "${SEKIMORI_TEST_PEERS:-0}" = 1 ] || ! .venv/bin/python -c 'import ldap' 2>/dev/null; then

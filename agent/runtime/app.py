@@ -14,9 +14,14 @@ from typing import Any
 from cryptography import x509
 
 from agent.config import CONFIG_FILE, AgentConfig, parse_agent_config
+from agent.dns import parse_resolv_conf, upstreams_without
 from agent.pac import render_pac
+from agent.runtime.agent_events import AgentEventLog
+from agent.runtime.dns_stub import DnsStub, serve_dns
 from agent.runtime.posture_loop import PostureReporter, agent_version, facts_file_collector
 from agent.runtime.proxy import serve_proxy
+from agent.runtime.routing import AgentRouting
+from agent.runtime.rules_sync import RulesKeeper
 from agent.runtime.tunnel_client import TunnelClient
 from ztcore.errors import ConfigError
 from ztcore.posture import PostureFacts
@@ -47,7 +52,8 @@ def posture_collector(config: AgentConfig) -> Callable[[float], PostureFacts]:
 
 
 def status_snapshot(config: AgentConfig, tunnel: TunnelClient,
-                    posture: PostureReporter | None = None) -> dict[str, Any]:
+                    posture: PostureReporter | None = None, routing: AgentRouting | None = None,
+                    dns: DnsStub | None = None) -> dict[str, Any]:
     st = tunnel.status
     out: dict[str, Any] = {
         "state": st.state, "broker": st.broker, "since": st.since, "last_error": st.last_error,
@@ -56,6 +62,11 @@ def status_snapshot(config: AgentConfig, tunnel: TunnelClient,
         "proxy": f"{config.proxy_host}:{config.proxy_port}", "now": time.time(),
     }
     out["posture"] = posture.status.to_json_dict() if posture is not None else None
+    out["routing"] = routing.status() if routing is not None else None
+    out["dns"] = None if dns is None else {
+        "listen": f"{config.proxy_host}:{dns.port}", "answered": dns.answered,
+        "forwarded": dns.forwarded, "nxdomain": dns.nxdomain, "dropped": dns.dropped,
+        "servfail": dns.servfail}
     session = tunnel.current_session()
     out["session"] = None if session is None else {
         "user": session.user, "display_name": session.display_name, "methods": list(session.methods),
@@ -73,14 +84,21 @@ async def run_agent(config: AgentConfig, ready: asyncio.Event | None = None) -> 
     tunnel = TunnelClient(config)
     tunnel.start()
     posture = PostureReporter(config, tunnel, posture_collector(config))
-    posture_task = asyncio.get_running_loop().create_task(posture.run())
-    pac_text = render_pac(config.proxy_host, config.proxy_port)
-    server = await serve_proxy(tunnel, config.proxy_host, config.proxy_port, lambda: pac_text,
-                               lambda: status_snapshot(config, tunnel, posture))
+    loop = asyncio.get_running_loop()
+    pac_text = [render_pac(config.proxy_host, config.proxy_port)]
+    rules = RulesKeeper(config, tunnel, on_change=lambda r: pac_text.__setitem__(
+        0, render_pac(config.proxy_host, config.proxy_port, r.breakout)))
+    rules.load_cached()
+    routing = AgentRouting(config, tunnel, rules, AgentEventLog(config, tunnel))
+    tasks = [loop.create_task(posture.run()), loop.create_task(rules.run()),
+             loop.create_task(routing.events.run()), loop.create_task(routing.run())]
+    dns = await start_dns(config, rules)
+    server = await serve_proxy(tunnel, config.proxy_host, config.proxy_port, lambda: pac_text[0],
+                               lambda: status_snapshot(config, tunnel, posture, routing, dns),
+                               routing)
     log.info("agent proxy on %s:%d, PAC at http://%s:%d/proxy.pac", config.proxy_host,
              config.proxy_port, config.proxy_host, config.proxy_port)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
             loop.add_signal_handler(sig, stop.set)
@@ -89,6 +107,27 @@ async def run_agent(config: AgentConfig, ready: asyncio.Event | None = None) -> 
     if ready is not None:
         ready.set()
     await stop.wait()
-    posture_task.cancel()
+    for task in tasks:
+        task.cancel()
+    if dns is not None:
+        dns.close()
     server.close()
     await tunnel.stop()
+
+
+async def start_dns(config: AgentConfig, rules: RulesKeeper) -> DnsStub | None:
+    """The split-DNS stub on `dns_port` (if set): private names from the rules, the rest to the
+    resolvers of /etc/resolv.conf."""
+    if not config.dns_port:
+        return None
+    try:
+        servers = parse_resolv_conf(Path("/etc/resolv.conf").read_text(errors="replace"))
+    except OSError:
+        servers = ()
+    upstreams = upstreams_without(config.proxy_host, config.dns_port, servers)
+    try:
+        return await serve_dns(lambda: rules.rules.dns, config.proxy_host, config.dns_port,
+                               upstreams)
+    except OSError as exc:
+        log.error("split DNS not started on %s:%d: %s", config.proxy_host, config.dns_port, exc)
+        return None

@@ -2,11 +2,14 @@
 
 Each client connection is parsed up to the end of its request head (h11 validates the head;
 the bytes after it are passed through untouched), then carried as one CONNECT stream through
-the tunnel. A deny from the broker, or no broker at all, becomes an HTTP error with the reason
-in headers and body; nothing ever goes direct.
+the tunnel — unless the agent's routing sends it direct (a Microsoft 365 breakout rule, an
+open captive-portal window, an admin override; agent/router.py), in which case it goes from the
+laptop itself and the agent logs and reports it. A deny from the broker, or no broker at all,
+becomes an HTTP error with the reason in headers and body.
 
-Local paths: `/proxy.pac` (PAC) and `/__sekimori/status` (JSON status for `sekimori-agent
-status`).
+Local paths: `/proxy.pac` (PAC), `/__sekimori/status` (JSON status for `sekimori-agent status`),
+and, POST only, `/__sekimori/captive-portal`, `/__sekimori/override` (the code in the
+`sekimori-override-code` header) and `/__sekimori/override/clear`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
@@ -22,8 +26,12 @@ from urllib.parse import urlsplit
 import h11
 
 from agent.blockpage import render_block
+from agent.router import Route, direct_event
+from agent.runtime.direct import DirectUpstream, open_direct
+from agent.runtime.routing import AgentRouting
 from agent.runtime.tunnel_client import TunnelClient
 from ztcore import headers as zh
+from ztcore.authority import AuthorityError, parse_authority
 from ztcore.decision import Decision, deny
 from ztcore.reasons import Reason
 from ztcore.runtime.pipe import StreamPipe
@@ -35,15 +43,19 @@ HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-connection", b"proxy-authori
               b"proxy-authenticate", b"te", b"trailer", b"upgrade"}
 PAC_PATH = b"/proxy.pac"
 STATUS_PATH = zh.AGENT_STATUS_PATH.encode()
+CAPTIVE_PATH = b"/__sekimori/captive-portal"
+OVERRIDE_PATH = b"/__sekimori/override"
+OVERRIDE_CLEAR_PATH = b"/__sekimori/override/clear"
 
 
 class ProxyConnection(StreamPipe):
     """One client connection: head phase (parse, decide), then a byte pipe to its stream."""
 
     def __init__(self, tunnel: TunnelClient, pac: Callable[[], str],
-                 status: Callable[[], dict[str, Any]]) -> None:
+                 status: Callable[[], dict[str, Any]], routing: AgentRouting | None = None) -> None:
         super().__init__()
         self.tunnel = tunnel
+        self.routing = routing
         self.pac, self.status = pac, status
         self.head = bytearray()
         self.in_head = True
@@ -90,10 +102,13 @@ class ProxyConnection(StreamPipe):
     async def _route(self, request: h11.Request, rest: bytes) -> None:
         try:
             if request.method == b"CONNECT":
-                await self._tunnel(request.target.decode("ascii", "replace"), request, b"", rest)
+                await self._forward(request.target.decode("ascii", "replace"), request, b"", rest)
             elif request.target.startswith(b"http://"):
                 authority, head = _origin_form(request)
-                await self._tunnel(authority, request, head, rest)
+                await self._forward(authority, request, head, rest)
+            elif request.method == b"POST" and self.routing is not None \
+                    and request.target in (CAPTIVE_PATH, OVERRIDE_PATH, OVERRIDE_CLEAR_PATH):
+                self._control(request)
             elif request.target == PAC_PATH:
                 self._reply_local(200, self.pac().encode(), b"application/x-ns-proxy-autoconfig")
             elif request.target == STATUS_PATH:
@@ -107,6 +122,70 @@ class ProxyConnection(StreamPipe):
         except Exception:  # fail closed: the client gets a reasoned error, not a hang
             log.exception("proxy request failed")
             self._deny(request, deny(Reason.INTERNAL_ERROR, status=500))
+
+    async def _forward(self, authority: str, request: h11.Request, head: bytes, rest: bytes) -> None:
+        if self.routing is not None:
+            try:
+                target = parse_authority(authority)
+            except AuthorityError as exc:
+                raise ValueError(str(exc)) from None
+            route = self.routing.route(target.host, target.port)
+            if route.direct:
+                await self._direct(target.host, target.port, str(target), route, request,
+                                   head + rest)
+                return
+        await self._tunnel(authority, request, head, rest)
+
+    async def _direct(self, host: str, port: int, destination: str, route: Route,
+                      request: h11.Request, first: bytes) -> None:
+        """Send this connection from the laptop itself; its event is logged when it ends."""
+        routing = self.routing
+        assert routing is not None
+        started, t0, user = time.time(), time.monotonic(), routing.user()
+
+        def closed(upstream: DirectUpstream) -> None:
+            routing.direct_open -= 1
+            routing.record_direct(direct_event(route, destination, user, started,
+                                               time.monotonic() - t0, upstream.bytes_up,
+                                               upstream.bytes_down))
+        try:
+            await open_direct(self, host, port, routing.resolve, closed)
+        except (OSError, asyncio.TimeoutError) as exc:
+            why = f"{type(exc).__name__}: {exc}"
+            routing.record_direct(direct_event(route, destination, user, started,
+                                               time.monotonic() - t0, 0, 0, error=why))
+            self._reply_local(502, f"Direct connection to {destination} failed ({route.mode.value}): "
+                                   f"{why}\n".encode())
+            return
+        routing.direct_open += 1
+        routing.direct_total += 1
+        if self.transport is None or self.transport.is_closing():
+            self.abort_link()
+            return
+        if request.method == b"CONNECT":
+            self.transport.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        if first:
+            assert self.session is not None
+            self.session.send(self.stream_id, first)
+        self.transport.resume_reading()
+
+    def abort_link(self) -> None:
+        if self.session is not None:
+            self.session.abort(self.stream_id)
+
+    def _control(self, request: h11.Request) -> None:
+        routing = self.routing
+        assert routing is not None
+        if request.target == CAPTIVE_PATH:
+            answer = routing.open_captive_portal()
+        elif request.target == OVERRIDE_CLEAR_PATH:
+            answer = routing.clear_override()
+        else:
+            code = next((v.decode("ascii", "replace") for k, v in request.headers
+                         if k == b"sekimori-override-code"), "")
+            answer = routing.apply_override(code)
+        body = json.dumps(answer.to_json_dict(), ensure_ascii=False).encode("utf-8")
+        self._reply_local(200 if answer.ok else 409, body, b"application/json")
 
     async def _tunnel(self, authority: str, request: h11.Request, head: bytes, rest: bytes) -> None:
         decision, session, stream_id = await self.tunnel.open_stream(authority, self)
@@ -184,7 +263,8 @@ def _origin_form(request: h11.Request) -> tuple[str, bytes]:
 
 
 async def serve_proxy(tunnel: TunnelClient, host: str, port: int, pac: Callable[[], str],
-                      status: Callable[[], dict[str, Any]]) -> asyncio.AbstractServer:
+                      status: Callable[[], dict[str, Any]],
+                      routing: AgentRouting | None = None) -> asyncio.AbstractServer:
     loop = asyncio.get_event_loop()
-    return await loop.create_server(lambda: ProxyConnection(tunnel, pac, status), host, port,
+    return await loop.create_server(lambda: ProxyConnection(tunnel, pac, status, routing), host, port,
                                     reuse_address=True)
