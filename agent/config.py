@@ -31,6 +31,7 @@ class AgentConfig:
     keepalive_seconds: float = 15.0  # PING interval; also how often renewal is considered
     posture_facts_file: str | None = None   # labs and tests only: facts from this JSON file
     dns_port: int = 0                       # the split-DNS stub on proxy_host (0: not started)
+    rules_refresh_seconds: float = 60.0     # how often the agent asks for new rules
     # Labs and tests only: names the agent resolves itself for direct connections, like
     # /etc/hosts (a breakout host played by a local server).
     static_hosts: dict[str, str] = field(default_factory=dict)
@@ -80,9 +81,11 @@ def parse_agent_config(raw: Mapping[str, Any], data_dir: Path) -> AgentConfig:
         server_name=text("server_name"), api_url=text("api_url"),
         proxy_host=str(raw.get("proxy_host", "127.0.0.1")),
         proxy_port=port("proxy_port", DEFAULT_PROXY_PORT),
-        keepalive_seconds=_seconds(raw.get("keepalive_seconds", 15.0)),
+        keepalive_seconds=_seconds(raw.get("keepalive_seconds", 15.0), "keepalive_seconds"),
         posture_facts_file=_optional_path(raw.get("posture_facts_file")),
-        dns_port=port("dns_port", 0), static_hosts=_static_hosts(raw.get("static_hosts", {})))
+        dns_port=port("dns_port", 0),
+        rules_refresh_seconds=_seconds(raw.get("rules_refresh_seconds", 60.0), "rules_refresh_seconds"),
+        static_hosts=_static_hosts(raw.get("static_hosts", {})))
 
 
 def _static_hosts(value: object) -> dict[str, str]:
@@ -106,7 +109,7 @@ def _optional_path(value: object) -> str | None:
     return value
 
 
-def _seconds(value: object) -> float:
+def _seconds(value: object, key: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0.1 <= value <= 3600:
-        raise ConfigError(f"{CONFIG_FILE}: keepalive_seconds: expected 0.1-3600, got {value!r}")
+        raise ConfigError(f"{CONFIG_FILE}: {key}: expected 0.1-3600, got {value!r}")
     return float(value)

@@ -86,7 +86,7 @@ async def run_agent(config: AgentConfig, ready: asyncio.Event | None = None) -> 
     posture = PostureReporter(config, tunnel, posture_collector(config))
     loop = asyncio.get_running_loop()
     pac_text = [render_pac(config.proxy_host, config.proxy_port)]
-    rules = RulesKeeper(config, tunnel, on_change=lambda r: pac_text.__setitem__(
+    rules = RulesKeeper(config, tunnel, refresh_seconds=config.rules_refresh_seconds, on_change=lambda r: pac_text.__setitem__(
         0, render_pac(config.proxy_host, config.proxy_port, r.breakout)))
     rules.load_cached()
     routing = AgentRouting(config, tunnel, rules, AgentEventLog(config, tunnel))

@@ -127,8 +127,9 @@ class ProxyConnection(StreamPipe):
         if self.routing is not None:
             try:
                 target = parse_authority(authority)
-            except AuthorityError as exc:
-                raise ValueError(str(exc)) from None
+            except AuthorityError as exc:  # the broker would refuse it the same way
+                self._deny(request, deny(Reason.AUTHORITY_INVALID, status=400, detail=str(exc)))
+                return
             route = self.routing.route(target.host, target.port)
             if route.direct:
                 await self._direct(target.host, target.port, str(target), route, request,

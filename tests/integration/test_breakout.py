@@ -96,13 +96,17 @@ def setup(tmp_path_factory: pytest.TempPathFactory, origins: LocalOrigins
     config = json.loads(config_path.read_text())
     config["static_hosts"] = {OPTIMIZE_HOST: origins.host, SHAREPOINT_HOST: origins.host,
                               DEFAULT_HOST: origins.host}
+    config["dns_port"] = free_port()
+    config["rules_refresh_seconds"] = 0.5
     config_path.write_text(json.dumps(config))
-    agent.start()
-    wait_for(lambda: ((agent.status() or {}).get("routing") or {}).get("rules", {})
-             .get("breakout_rules") == 5, 15, "the agent's breakout rules")
-    yield broker, agent, origins
-    agent.stop()
-    broker.close()
+    try:
+        agent.start()
+        wait_for(lambda: ((agent.status() or {}).get("routing") or {}).get("rules", {})
+                 .get("breakout_rules") == 5, 15, "the agent's breakout rules")
+        yield broker, agent, origins
+    finally:
+        agent.stop()
+        broker.close()
 
 
 def test_optimize_host_goes_direct_and_is_audited(setup: tuple[BrokerProcess, AgentProcess,
@@ -225,3 +229,28 @@ def test_bad_routing_document_changes_nothing(setup: tuple[BrokerProcess, AgentP
               str(broker.data_dir))
     assert out.returncode == 2 and "breakout.categories[0]" in out.stdout
     assert broker.store.get_routing("test-city") is None
+
+
+def test_routing_change_reaches_the_agent_and_its_dns(
+        setup: tuple[BrokerProcess, AgentProcess, LocalOrigins], tmp_path: Path) -> None:
+    """An admin's new routing document (split DNS) reaches the running agent, whose DNS stub
+    then answers the private name and keeps other names of the zone from leaking."""
+    from dnslib import QTYPE, RCODE, DNSRecord
+    broker, agent, _ = setup
+    doc = tmp_path / "routing.yaml"
+    doc.write_text("dns:\n  zones: [city.test]\n  records:\n"
+                   "    - {name: intranet.city.test, addresses: [10.20.30.40]}\n")
+    out = cli("broker", "routing", "import", str(doc), "--tenant", "test-city", "--data-dir",
+              str(broker.data_dir))
+    assert out.returncode == 0, out.stdout + out.stderr
+    wait_for(lambda: (agent.status() or {})["routing"]["rules"]["private_zones"] == ["city.test"],
+             10, "the new rules on the agent")
+    port = json.loads((agent.data_dir / "agent.json").read_text())["dns_port"]
+    reply = DNSRecord.parse(DNSRecord.question("intranet.city.test").send("127.0.0.1", port,
+                                                                           timeout=5))
+    assert [str(r.rdata) for r in reply.rr if r.rtype == QTYPE.A] == ["10.20.30.40"]
+    missing = DNSRecord.parse(DNSRecord.question("payroll.city.test").send("127.0.0.1", port,
+                                                                            timeout=5))
+    assert missing.header.rcode == RCODE.NXDOMAIN
+    status = cli("agent", "status", "--data-dir", str(agent.data_dir)).stdout
+    assert "split DNS" in status and "answered" in status
