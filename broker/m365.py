@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final, NoReturn
 
+from ztcore.breakout import format_ports
+from ztcore.destinations import merge_ranges
 from ztcore.errors import ZTError
 
 MAX_ENDPOINT_BYTES: Final = 8 * 1024 * 1024
@@ -262,22 +264,7 @@ def _ports(item: dict[str, Any], key: str, path: str) -> PortRanges:
         if low > high:
             _fail(where, f"range {low}-{high} runs backwards in {_show(value)}")
         ranges.append((low, high))
-    return merge_ports(ranges)
-
-
-def merge_ports(ranges: list[tuple[int, int]]) -> PortRanges:
-    """Sorted, with overlapping and adjacent ranges joined: `443,80` equals `80,443`."""
-    merged: list[tuple[int, int]] = []
-    for low, high in sorted(ranges):
-        if merged and low <= merged[-1][1] + 1:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], high))
-        else:
-            merged.append((low, high))
-    return tuple(merged)
-
-
-def format_ports(ranges: PortRanges) -> str:
-    return ",".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in ranges)
+    return merge_ranges(ranges)
 
 
 def _unique(values: list[str]) -> tuple[str, ...]:

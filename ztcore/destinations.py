@@ -59,7 +59,7 @@ class DestinationPolicy:
         parsed_networks = tuple(
             _parse_network_item(f"allowed_networks[{index}]", item)
             for index, item in enumerate(networks))
-        return cls(allowed_ports=_merge_ranges(ranges), allowed_networks=parsed_networks)
+        return cls(allowed_ports=merge_ranges(ranges), allowed_networks=parsed_networks)
 
     def port_allowed(self, port: int) -> bool:
         return any(low <= port <= high for low, high in self.allowed_ports)
@@ -115,7 +115,8 @@ def _parse_network_item(path: str, item: object) -> Network:
         raise ConfigError(f"{path}: {item!r} is not a network: {exc}") from None
 
 
-def _merge_ranges(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+def merge_ranges(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """Sorted, with overlapping and adjacent ranges joined: `443,80` equals `80,443`."""
     merged: list[tuple[int, int]] = []
     for low, high in sorted(ranges):
         if merged and low <= merged[-1][1] + 1:

@@ -45,7 +45,7 @@ PING_TIMEOUT_SECONDS = 10.0
 OPEN_TIMEOUT_SECONDS = 30.0
 CONNECT_TIMEOUT_SECONDS = 5.0
 WAIT_FOR_TUNNEL_SECONDS = 2.0
-MAX_RESPONSE_BYTES = 64 * 1024
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024   # the signed rules carry every Microsoft 365 endpoint
 
 
 def tunnel_ssl_context(config: AgentConfig) -> ssl.SSLContext:

@@ -47,6 +47,8 @@ class Flow:
     policy: PolicyRequest | None = None     # what the policy decided on, for re-checks
     obligations: str = ""
     counted: bool = False     # holds one of its tenant's share of streams
+    audited: bool = True      # False: routine agent traffic (an unchanged rules check, an
+                              # events batch whose events are themselves audited)
 
 
 class StreamGates:

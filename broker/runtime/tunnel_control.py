@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from ztcore.tunnel import TunnelSession
 
 log = logging.getLogger("sekimori.tunnel")
-MAX_CONTROL_BODY_BYTES = 64 * 1024
+MAX_CONTROL_BODY_BYTES = 1024 * 1024   # a batch of agent events is the largest
 
 
 class ControlRequests:
@@ -146,6 +146,8 @@ class ControlRequests:
         reply = await asyncio.to_thread(service.handle_rules, self.identity, body)
         if not stream.finished:
             stream.context.decision = reply.decision
+            # An unchanged check happens every minute per agent: only new rules are audited.
+            stream.context.audited = not (reply.payload or {}).get("unchanged", False)
             self._reply(stream, reply)
 
     async def agent_events(self, stream: Stream, body: bytes) -> None:
@@ -161,6 +163,7 @@ class ControlRequests:
             reply = ControlReply(deny(Reason.INTERNAL_ERROR, status=503, detail="audit log unavailable"))
         if not stream.finished:
             stream.context.decision = reply.decision
+            stream.context.audited = not events   # the events themselves are in the log
             self._reply(stream, reply)
 
     def _reply(self, stream: Stream, reply: ControlReply) -> None:

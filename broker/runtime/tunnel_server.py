@@ -343,6 +343,9 @@ class TunnelConnection(StreamGates, ControlRequests, asyncio.Protocol):
             counts = self.state.tenant_streams
             counts[self.identity.tenant_id] = counts.get(self.identity.tenant_id, 1) - 1
         decision = flow.decision or deny(Reason.REQUEST_INVALID, detail="stream ended before a decision")
+        if not flow.audited and decision.allowed:
+            self.state.streams_open -= 1
+            return
         ident = self.identity
         event = AuditEvent(
             time=flow.started, kind=flow.kind,

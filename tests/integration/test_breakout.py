@@ -26,27 +26,11 @@ from typing import Any
 import pytest
 
 from broker.demo import DEMO_BODY, AgentProcess, BrokerProcess, LocalOrigins, free_port
+from broker.demo_breakout import DEFAULT_HOST, endpoint_document
 from tests.integration.conftest import make_broker, require_curl
 
-OPTIMIZE_HOST = "outlook.office365.com"
-SHAREPOINT_HOST = "city.sharepoint.com"
-DEFAULT_HOST = "www.microsoft.com"
-
-
-def endpoint_document(http_port: int, https_port: int) -> list[dict[str, Any]]:
-    ports = f"80,443,{http_port},{https_port}"
-    return [
-        {"id": 1, "serviceArea": "Exchange", "serviceAreaDisplayName": "Exchange Online",
-         "urls": [OPTIMIZE_HOST], "ips": ["52.96.0.0/14", "2603:1006::/40"], "tcpPorts": ports,
-         "expressRoute": True, "category": "Optimize", "required": True},
-        {"id": 31, "serviceArea": "SharePoint",
-         "serviceAreaDisplayName": "SharePoint Online and OneDrive for Business",
-         "urls": ["*.sharepoint.com"], "tcpPorts": ports, "expressRoute": True,
-         "category": "Optimize", "required": True},
-        {"id": 125, "serviceArea": "Common", "serviceAreaDisplayName": "Microsoft 365 Common",
-         "urls": [DEFAULT_HOST], "tcpPorts": ports, "expressRoute": False,
-         "category": "Default", "required": False},
-    ]
+OPTIMIZE_HOST = "outlook.office365.com"   # in the demo document's Optimize set 1
+SHAREPOINT_HOST = "city.sharepoint.com"   # below set 31's *.sharepoint.com
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -254,3 +238,23 @@ def test_routing_change_reaches_the_agent_and_its_dns(
     assert missing.header.rcode == RCODE.NXDOMAIN
     status = cli("agent", "status", "--data-dir", str(agent.data_dir)).stdout
     assert "split DNS" in status and "answered" in status
+
+
+def test_microsofts_real_data_reaches_the_agent(
+        setup: tuple[BrokerProcess, AgentProcess, LocalOrigins]) -> None:
+    """The rules compiled from Microsoft's full 2024 file (tens of kilobytes, signed) travel
+    over the tunnel and replace the agent's rules; its PAC then lists them."""
+    real = Path(__file__).resolve().parents[3] / "shared" / "data" / "m365-endpoints" / \
+        "worldwide_circa2021-2022_full_nebula.json"
+    if not real.exists():
+        pytest.skip(f"Microsoft 365 endpoint data not present at {real} (../shared/data)")
+    broker, agent, _ = setup
+    out = cli("broker", "m365", "import", "--file", str(real), "--data-dir", str(broker.data_dir))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "removed" in out.stdout      # the diff against the demo document
+    rules = wait_for(lambda: (agent.status() or {})["routing"]["rules"]["breakout_rules"] > 500
+                     and (agent.status() or {})["routing"]["rules"], 15, "the real rules")
+    assert rules["last_error"] == ""
+    pac = subprocess.run([require_curl(), "-sS", "--noproxy", "*", f"{agent.proxy}/proxy.pac"],
+                         capture_output=True, text=True).stdout
+    assert '"*.sharepoint.com"' in pac and '"outlook.office365.com"' in pac
