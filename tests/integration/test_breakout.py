@@ -140,6 +140,45 @@ def test_pac_and_status_show_the_rules(setup: tuple[BrokerProcess, AgentProcess,
     assert "breakout" in out.stdout and "5 rules" in out.stdout
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def test_chromium_follows_the_pac(setup: tuple[BrokerProcess, AgentProcess, LocalOrigins]) -> None:
+    """A real browser with the agent's PAC file: the Optimize host is fetched DIRECT (the
+    agent never sees it), the Default host through the agent and the broker."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"Chromium is not installed ({CHROMIUM}; apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed (pip install playwright; the browser is Debian's)")
+    broker, agent, origins = setup
+
+    def agent_saw() -> int:
+        return int((agent.status() or {})["routing"]["direct"]["total"])
+    direct_before = agent_saw()
+    streams_before = len([e for e in audit(broker) if e["kind"] == "stream"
+                          and e.get("destination") == f"{DEFAULT_HOST}:{origins.http_port}"])
+    flags = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+             "--disable-quic", "--disable-background-networking", "--disable-component-update",
+             f"--proxy-pac-url={agent.proxy}/proxy.pac",
+             f"--host-resolver-rules=MAP {OPTIMIZE_HOST} {origins.host}"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=flags)
+        try:
+            page = browser.new_page()
+            page.goto(f"http://{OPTIMIZE_HOST}:{origins.http_port}/by-pac", timeout=20_000)
+            assert DEMO_BODY.decode() in page.content()
+            page.goto(f"http://{DEFAULT_HOST}:{origins.http_port}/by-pac", timeout=20_000)
+            assert DEMO_BODY.decode() in page.content()
+        finally:
+            browser.close()
+    assert agent_saw() == direct_before          # DIRECT by the PAC: not even through the agent
+    wait_for(lambda: len([e for e in audit(broker) if e["kind"] == "stream"
+                          and e.get("destination") == f"{DEFAULT_HOST}:{origins.http_port}"])
+             > streams_before, 10, "the Default host through the broker")
+
+
 def test_broker_down_breakout_works_tunnel_fails_closed(
         setup: tuple[BrokerProcess, AgentProcess, LocalOrigins]) -> None:
     broker, agent, origins = setup
