@@ -283,7 +283,8 @@ def routing_rows(routing: dict[str, Any] | None, dns: dict[str, Any] | None) -> 
 def _local_post(config: AgentConfig, path: str, headers: dict[str, str]) -> dict[str, Any]:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     request = urllib.request.Request(f"http://{config.proxy_host}:{config.proxy_port}{path}",
-                                     data=b"", headers=headers, method="POST")
+                                     data=b"", headers={"sekimori-local-control": "1", **headers},
+                                     method="POST")
     try:
         with opener.open(request, timeout=10) as r:
             return dict(json.loads(r.read()))

@@ -46,6 +46,7 @@ STATUS_PATH = zh.AGENT_STATUS_PATH.encode()
 CAPTIVE_PATH = b"/__sekimori/captive-portal"
 OVERRIDE_PATH = b"/__sekimori/override"
 OVERRIDE_CLEAR_PATH = b"/__sekimori/override/clear"
+CONTROL_HEADER = b"sekimori-local-control"
 
 
 class ProxyConnection(StreamPipe):
@@ -177,6 +178,12 @@ class ProxyConnection(StreamPipe):
     def _control(self, request: h11.Request) -> None:
         routing = self.routing
         assert routing is not None
+        if not any(k == CONTROL_HEADER for k, _ in request.headers):
+            # A web page can make the browser POST here; it cannot add this header without a
+            # CORS preflight, which the agent never grants.
+            self._reply_local(403, b"local control requests need the sekimori-local-control "
+                                   b"header (sekimori-agent sends it)\n")
+            return
         if request.target == CAPTIVE_PATH:
             answer = routing.open_captive_portal()
         elif request.target == OVERRIDE_CLEAR_PATH:

@@ -140,6 +140,16 @@ def test_pac_and_status_show_the_rules(setup: tuple[BrokerProcess, AgentProcess,
     assert "breakout" in out.stdout and "5 rules" in out.stdout
 
 
+def test_a_web_page_cannot_drive_the_local_controls(
+        setup: tuple[BrokerProcess, AgentProcess, LocalOrigins]) -> None:
+    """A cross-site form POST (no custom header possible without a CORS preflight) is refused."""
+    _, agent, _ = setup
+    out = subprocess.run([require_curl(), "-sS", "--noproxy", "*", "-o", "/dev/null", "-w",
+                          "%{http_code}", "-X", "POST", "-H", "Origin: https://evil.example",
+                          f"{agent.proxy}/__sekimori/captive-portal"], capture_output=True, text=True)
+    assert out.stdout == "403"
+
+
 CHROMIUM = Path("/usr/bin/chromium")
 
 
