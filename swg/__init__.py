@@ -1,1 +1,2 @@
-"""swg: placeholder package; its engines arrive with their issues. Imports ztcore only."""
+"""swg: the secure web gateway — URL categories (urlcategories.py) and DLP detectors (dlp/) so far;
+TLS inspection, malware scan and sanitising arrive with issue 7. Imports ztcore only."""

@@ -1,0 +1,1 @@
+"""swg I/O shells: list import (and, with issue 7, the inspection proxy and scanners)."""
