@@ -89,7 +89,7 @@ def test_expired_broker_certificate_only_matters_on_arrival() -> None:
     assert verify_rules(token, CA, "city", "dev-1", None) == RULES   # the cached copy
 
 
-@pytest.mark.parametrize("token", ["", "a.b", "x.y.z", jwt.encode({"a": 1}, "k", algorithm="HS256")])
+@pytest.mark.parametrize("token", ["", "a.b", "x.y.z", jwt.encode({"a": 1}, "k" * 32, algorithm="HS256")])
 def test_garbage_is_refused(token: str) -> None:
     with pytest.raises(RulesError):
         verify_rules(token, CA, "city", "dev-1", NOW)
