@@ -48,6 +48,7 @@ EVENT_KINDS: Final = {"breakout": Reason.BREAKOUT_DIRECT,
 NOTE_KINDS: Final = {"captive-window-opened", "captive-window-closed", "captive-window-refused",
                      "override-applied", "override-ended", "override-refused"}
 MAX_EVENT_AGE_SECONDS: Final = 30 * 24 * 3600
+MAX_CLOCK_AHEAD_SECONDS: Final = 24 * 3600
 
 
 class RoutingSource(Protocol):
@@ -180,8 +181,10 @@ def _event(item: object, index: int, identity: DeviceIdentity, now: float) -> Au
     if kind not in EVENT_KINDS and kind not in NOTE_KINDS:
         raise ValueError(f"{where}.kind: unknown kind {kind!r}")
     when = item.get("time")
+    # A laptop's clock may be off; a batch refused for it would never be reported, so a time
+    # up to a day ahead is kept and flagged rather than refused.
     if isinstance(when, bool) or not isinstance(when, int | float) \
-            or not now - MAX_EVENT_AGE_SECONDS <= when <= now + 300:
+            or not now - MAX_EVENT_AGE_SECONDS <= when <= now + MAX_CLOCK_AHEAD_SECONDS:
         raise ValueError(f"{where}.time: not a plausible time: {when!r}")
     fields: dict[str, Any] = {}
     for name, limit in (("destination", 300), ("rule", 100), ("user", 200), ("detail", 300),
@@ -198,6 +201,8 @@ def _event(item: object, index: int, identity: DeviceIdentity, now: float) -> Au
         numbers[name] = value
     reason = EVENT_KINDS.get(kind)
     extra = {"reported_by": "agent"}
+    if when > now + 300:
+        extra["agent_clock_ahead_seconds"] = str(int(when - now))
     if fields["rule"]:
         extra["rule"] = fields["rule"]
     if fields["code_id"]:
