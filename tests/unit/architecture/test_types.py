@@ -22,7 +22,7 @@ CORES = ["ztcore", "broker/pki.py", "broker/config.py", "broker/registry.py",
          "broker/admin_auth.py", "broker/posture_gate.py", "broker/fair_share.py",
          "broker/routing.py", "broker/agent_rules.py", "agent/rules.py", "agent/router.py",
          "broker/m365.py", "agent/dns.py", "swg/dlp",
-         "swg/urlcategories.py"]
+         "swg/urlcategories.py", "swg/filetypes.py", "swg/signatures.py"]
 
 
 def test_cores_pass_mypy_strict() -> None:
