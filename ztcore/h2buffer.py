@@ -98,20 +98,20 @@ class ChunkedFrameBuffer(FrameBuffer):
             self._validate_frame_length(length)
             self._take(FRAME_HEADER_BYTES)
             body = self._take(length)
-            if self._headers_buffer and not isinstance(frame, ContinuationFrame):
-                # RFC 9113 §6.10: only CONTINUATION may follow an unfinished header block.
-                raise ProtocolError("Invalid frame during header block.")
-            if type(frame) is DataFrame and "PADDED" not in frame.flags:
+            if type(frame) is DataFrame and "PADDED" not in frame.flags and not self._headers_buffer:
                 # Zero-copy: the payload stays a view into the (immutable) read it came in.
                 frame.data = body  # type: ignore[assignment]
                 frame.body_len = length
                 return frame
-            try:
+            try:  # the body first, then the header-block rule: h2's order, so the same error
                 frame.parse_body(body)
             except InvalidDataError as err:
                 raise ProtocolError("Received frame with non-compliant data") from err
             except InvalidFrameError as err:
                 raise FrameDataMissingError("Frame data missing or invalid") from err
+            if self._headers_buffer and not isinstance(frame, ContinuationFrame):
+                # RFC 9113 §6.10: only CONTINUATION may follow an unfinished header block.
+                raise ProtocolError("Invalid frame during header block.")
             if type(frame) is GoAwayFrame and frame.error_code == 0 and frame.stream_id == 0:
                 # A graceful GOAWAY: kept from h2, which would refuse every later frame of
                 # the streams the peer still lets finish. The session reports it instead.

@@ -467,3 +467,18 @@ def test_graceful_goaway_inside_a_header_block_is_refused() -> None:
     buf.add_data(wire)
     with pytest.raises(ProtocolError, match="header block"):
         drain(buf)
+
+
+def test_a_broken_frame_inside_a_header_block_gives_h2s_error() -> None:
+    """Found by Hypothesis in CI: the body is parsed before the header-block rule is applied, as
+    h2 does, so a malformed frame inside an open header block is FrameDataMissingError."""
+    short_priority = (4).to_bytes(3, "big") + bytes([0x2, 0]) + (1).to_bytes(4, "big") + bytes(4)
+    wire = HeadersFrame(1, b"abc").serialize() + short_priority
+    errors = []
+    for cls in (FrameBuffer, ChunkedFrameBuffer):
+        buf = new_buffer(cls)
+        buf.add_data(wire)
+        with pytest.raises(ProtocolError) as exc:
+            drain(buf)
+        errors.append(type(exc.value))
+    assert errors == [FrameDataMissingError, FrameDataMissingError]
