@@ -26,6 +26,8 @@ from ztcore.errors import ZTError
 MAX_ENDPOINT_BYTES: Final = 8 * 1024 * 1024
 MAX_VERSION_BYTES: Final = 64 * 1024
 CATEGORIES: Final = ("Optimize", "Allow", "Default")
+# The store keeps one line of versions, whichever instance `[m365] instance` fetches from.
+STORE_INSTANCE: Final = "Worldwide"
 # Microsoft recommends sending Optimize and Allow traffic directly, past any proxy: these are the
 # sets an admin must look at when they change.
 DIRECT_CATEGORIES: Final = frozenset({"Optimize", "Allow"})

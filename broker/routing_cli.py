@@ -14,12 +14,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from broker.m365 import EndpointDataError, diff_endpoint_data, render_diff
+from broker.m365 import STORE_INSTANCE, EndpointDataError, render_diff
 from broker.policy_cli import DEFAULT_DIR, DataDir, _fail, _store, actor
 from broker.routing import load_routing
 from broker.runtime.datadir import load_config, load_seal_key
 from broker.runtime.m365_fetch import EndpointFetchError, fetch_endpoint_data, fetch_url
-from broker.runtime.m365_import import ImportResult, import_endpoint_data, stored_data
+from broker.runtime.m365_import import ImportResult, diff_versions, import_endpoint_data, stored_data
 from broker.runtime.override_service import issue_override
 from broker.runtime.routing_lookup import routing_in_force, tenant_breakout
 from broker.runtime.store import Store, StoreError
@@ -54,10 +54,9 @@ def _show_import(result: ImportResult) -> None:
                           "within a minute[/yellow]")
 
 
-def _import(store: Store, raw: bytes, version: str | None, source: str,
-            instance: str = "Worldwide") -> None:
+def _import(store: Store, raw: bytes, version: str | None, source: str) -> None:
     try:
-        result = import_endpoint_data(store, raw, instance=instance, version=version,
+        result = import_endpoint_data(store, raw, instance=STORE_INSTANCE, version=version,
                                       source=source, actor=actor(), now=time.time())
     except EndpointDataError as exc:
         raise _fail(f"refused, the version in force stays: {exc}") from None
@@ -94,7 +93,7 @@ def m365_update(data_dir: DataDir = DEFAULT_DIR) -> None:
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     with _store(data_dir) as store:
-        found = store.m365_data(None, source.instance)
+        found = store.m365_data(None, STORE_INSTANCE)
         try:
             if source.url:
                 raw, version, where = fetch_url(source.url), None, source.url
@@ -109,7 +108,7 @@ def m365_update(data_dir: DataDir = DEFAULT_DIR) -> None:
                 raw, version, where = result.raw, result.version, source.service_url
         except EndpointFetchError as exc:
             raise _fail(f"update failed, the version in force stays: {exc}") from None
-        _import(store, raw or b"", version, where, source.instance)
+        _import(store, raw or b"", version, f"{where} ({source.instance})")
 
 
 @m365_app.command("versions")
@@ -117,7 +116,7 @@ def m365_versions(data_dir: DataDir = DEFAULT_DIR) -> None:
     """The imported versions, newest last (the newest is in force)."""
     with _store(data_dir) as store:
         table = Table("id", "version", "imported", "by", "source", "changes")
-        for r in store.m365_versions("Worldwide"):
+        for r in store.m365_versions(STORE_INSTANCE):
             diff = json.loads(r.diff) if r.diff else None
             changes = ("first" if diff is None else
                        f"+{len(diff.get('added', []))} -{len(diff.get('removed', []))} "
@@ -134,7 +133,7 @@ def m365_diff(to: Annotated[Optional[int], typer.Option(help="Version id (defaul
               data_dir: DataDir = DEFAULT_DIR) -> None:
     """What changed with a version, against the one imported before it."""
     with _store(data_dir) as store:
-        versions = store.m365_versions("Worldwide")
+        versions = store.m365_versions(STORE_INSTANCE)
         index = next((i for i, r in enumerate(versions) if to is None or r.id == to), None)
         if to is None and versions:
             index = len(versions) - 1
@@ -145,11 +144,10 @@ def m365_diff(to: Annotated[Optional[int], typer.Option(help="Version id (defaul
         if index == 0:
             console.print(f"version {record.version} (id {record.id}) is the first import")
             return
-        new, old = stored_data(store, record.id, "Worldwide"), stored_data(store, versions[index - 1].id,
-                                                                           "Worldwide")
+        new = stored_data(store, record.id, STORE_INSTANCE)
+        old = stored_data(store, versions[index - 1].id, STORE_INSTANCE)
     assert new is not None and old is not None
-    diff = diff_endpoint_data(old[1], new[1],
-                              ignore_ipv6=not (old[1].ipv6_count and new[1].ipv6_count))
+    diff = diff_versions(old[1], new[1])
     if json_out:
         console.print_json(json.dumps(diff.to_json_dict(), ensure_ascii=False))
         return

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ztcore.runtime.pipe import READ_BUFFER_BYTES, WRITE_HIGH_WATER_BYTES, StreamPipe
+from ztcore.runtime.pipe import WRITE_HIGH_WATER_BYTES, StreamPipe
 
 CONNECT_TIMEOUT_SECONDS = 10.0
 Resolver = Callable[[str, int], Sequence[str]]
@@ -115,11 +115,6 @@ class _DirectLink:
             self.upstream.transport.resume_reading()
 
 
-def system_resolver(host: str, port: int) -> Sequence[str]:
-    """The laptop's own resolver: asyncio resolves `host` itself, so pass it through."""
-    return [host]
-
-
 async def open_direct(client: StreamPipe, host: str, port: int, resolve: Resolver,
                       on_closed: Callable[[DirectUpstream], None]) -> DirectUpstream:
     """Connect to `host:port` from the laptop; OSError (or TimeoutError) if it cannot."""
@@ -143,5 +138,3 @@ async def open_direct(client: StreamPipe, host: str, port: int, resolve: Resolve
         return upstream
     raise last
 
-
-__all__ = ["DirectUpstream", "READ_BUFFER_BYTES", "open_direct", "system_resolver"]

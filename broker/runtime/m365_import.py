@@ -30,9 +30,7 @@ def import_endpoint_data(store: Store, raw: bytes, *, instance: str, version: st
     previous, diff = None, None
     if found is not None:
         previous = found[0]
-        old = parse_endpoint_data(found[1].encode("utf-8"))
-        # A copy fetched without IPv6 (NoIPv6=true) would show every IPv6 network as removed.
-        diff = diff_endpoint_data(old, data, ignore_ipv6=not (old.ipv6_count and data.ipv6_count))
+        diff = diff_versions(parse_endpoint_data(found[1].encode("utf-8")), data)
         if previous.sha256 == data.sha256:
             return ImportResult(None, data, diff, previous)
     record_id = store.add_m365_version(
@@ -41,6 +39,11 @@ def import_endpoint_data(store: Store, raw: bytes, *, instance: str, version: st
         diff=None if diff is None else json.dumps(diff.to_json_dict(), ensure_ascii=False))
     record = next(r for r in store.m365_versions(instance) if r.id == record_id)
     return ImportResult(record, data, diff, previous)
+
+
+def diff_versions(old: EndpointData, new: EndpointData) -> EndpointDiff:
+    """A copy fetched without IPv6 (NoIPv6=true) would show every IPv6 network as removed."""
+    return diff_endpoint_data(old, new, ignore_ipv6=not (old.ipv6_count and new.ipv6_count))
 
 
 def stored_data(store: Store, record_id: int | None, instance: str) -> tuple[M365VersionRecord,

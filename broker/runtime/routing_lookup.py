@@ -4,12 +4,11 @@ For the CLI and the admin API (the tunnel's RoutingService caches its own per re
 
 from __future__ import annotations
 
+from broker.m365 import STORE_INSTANCE as M365_INSTANCE
 from broker.routing import RoutingPolicy, compile_breakout, effective_routing, load_routing
 from broker.runtime.m365_import import stored_data
 from broker.runtime.store import Store, StoreError
 from ztcore.breakout import BreakoutRules
-
-M365_INSTANCE = "Worldwide"
 
 
 def routing_in_force(store: Store, tenant_id: str) -> tuple[RoutingPolicy, str]:

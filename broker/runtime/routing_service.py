@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
 
 from broker.agent_rules import sign_rules
 from broker.devices import Tenant
+from broker.m365 import STORE_INSTANCE as M365_INSTANCE
 from broker.m365 import EndpointData, parse_endpoint_data
 from broker.pki import DeviceIdentity
 from broker.routing import (
@@ -41,7 +42,6 @@ from ztcore.override_code import derive_device_secret
 from ztcore.reasons import Reason, text_for
 
 log = logging.getLogger("sekimori.routing")
-M365_INSTANCE: Final = "Worldwide"
 EVENT_KINDS: Final = {"breakout": Reason.BREAKOUT_DIRECT,
                       "captive-portal": Reason.CAPTIVE_PORTAL_WINDOW,
                       "override": Reason.OVERRIDE_ACTIVE}

@@ -8,7 +8,6 @@ transaction (an import records the diff from the version before).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -112,6 +111,3 @@ class RoutingRecords:
         return [RoutingDocument(r.tenant_id, r.document, int(r.revision), float(r.updated_at),
                                 r.updated_by) for r in rows]
 
-
-def diff_json(diff: object) -> str:
-    return json.dumps(diff, ensure_ascii=False, sort_keys=True)
