@@ -26,6 +26,10 @@ if [ "${SEKIMORI_TEST_PEERS:-0}" = 1 ]; then
   [ -x /usr/bin/chromium ] || need_apt+=(chromium)
   # dig: an independent DNS client for the agent's split-DNS stub (tests/integration/test_dns_stub.py)
   command -v dig >/dev/null || need_apt+=(bind9-dnsutils)
+  # ClamAV's clamd with a custom signature database (tests/peers/clamav.py); poppler's pdfinfo and
+  # pdftotext check the sanitised PDFs independently
+  command -v clamd >/dev/null || [ -x /usr/sbin/clamd ] || need_apt+=(clamav clamav-daemon)
+  command -v pdfinfo >/dev/null || need_apt+=(poppler-utils)
 fi
 # python-ldap (the broker's LDAP/AD client) has no wheels: pip builds it against these headers
 if [ "${SEKIMORI_TEST_PEERS:-0}" = 1 ] || ! .venv/bin/python -c 'import ldap' 2>/dev/null; then
