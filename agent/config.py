@@ -35,6 +35,8 @@ class AgentConfig:
     # Labs and tests only: names the agent resolves itself for direct connections, like
     # /etc/hosts (a breakout host played by a local server).
     static_hosts: dict[str, str] = field(default_factory=dict)
+    # Put the broker's inspection CA (sent with the signed rules) in the OS trust store.
+    install_inspection_ca: bool = True
 
     @property
     def key_path(self) -> Path:
@@ -85,7 +87,14 @@ def parse_agent_config(raw: Mapping[str, Any], data_dir: Path) -> AgentConfig:
         posture_facts_file=_optional_path(raw.get("posture_facts_file")),
         dns_port=port("dns_port", 0),
         rules_refresh_seconds=_seconds(raw.get("rules_refresh_seconds", 60.0), "rules_refresh_seconds"),
-        static_hosts=_static_hosts(raw.get("static_hosts", {})))
+        static_hosts=_static_hosts(raw.get("static_hosts", {})),
+        install_inspection_ca=_flag(raw.get("install_inspection_ca", True), "install_inspection_ca"))
+
+
+def _flag(value: object, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{CONFIG_FILE}: {key}: expected true or false, got {value!r}")
+    return value
 
 
 def _static_hosts(value: object) -> dict[str, str]:

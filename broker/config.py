@@ -17,6 +17,7 @@ from typing import Any
 
 from broker.fair_share import Quota, parse_quotas
 from broker.identity_config import IdentityConfig, parse_identity_config
+from broker.inspection_config import InspectionConfig, parse_inspection
 from broker.posture_profile import PostureConfig, parse_posture_config
 from ztcore.destinations import DestinationPolicy
 from ztcore.errors import ConfigError
@@ -64,6 +65,7 @@ class BrokerConfig:
     default_quota: Quota = Quota(5000, 0.0)          # fair share per tenant (broker/fair_share.py)
     quotas: dict[str, Quota] | None = None            # [quotas.<tenant>] overrides
     m365: M365Source = M365Source()
+    inspection: InspectionConfig = InspectionConfig()
 
     def quota(self, tenant: str) -> Quota:
         if self.quotas and tenant in self.quotas:
@@ -208,6 +210,7 @@ def parse_config(raw: Mapping[str, Any], data_dir: Path) -> BrokerConfig:
         posture=parse_posture_config(_table(raw, "posture")),
         default_quota=default_quota, quotas=quotas,
         m365=_m365(_table(raw, "m365")),
+        inspection=parse_inspection(_table(raw, "inspection")),
     )
 
 

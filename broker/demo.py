@@ -173,8 +173,9 @@ class BrokerProcess:
                  allowed_networks: list[str] | None = None, database: str | None = None,
                  device_cert_validity_seconds: int = 7 * 86400, tunnel_port: int = 0,
                  static_hosts: dict[str, list[str]] | None = None, event_loop: str = "auto",
-                 identity_toml: str | None = None) -> None:
-        """`identity_toml` replaces the `[identity]` section `sekimori init` wrote."""
+                 identity_toml: str | None = None, extra_toml: str = "") -> None:
+        """`identity_toml` replaces the `[identity]` section `sekimori init` wrote; `extra_toml`
+        (further sections, such as `[inspection]`) is appended."""
         self.data_dir = data_dir
         if not (data_dir / "sekimori.toml").exists():
             init_data_dir(data_dir, time.time(), server_names=["localhost", "127.0.0.1", "::1"],
@@ -190,6 +191,9 @@ class BrokerProcess:
                 lines = "".join(f'"{name}" = {json.dumps(addrs)}\n' for name, addrs in static_hosts.items())
                 with open(data_dir / "sekimori.toml", "a") as toml:
                     toml.write(f"\n[destinations.hosts]\n{lines}")
+            if extra_toml:
+                with open(data_dir / "sekimori.toml", "a") as toml:
+                    toml.write("\n" + extra_toml.strip() + "\n")
         from broker.runtime.datadir import load_config
         self.config = load_config(data_dir)
         self.store = Store(self.config.database_url)

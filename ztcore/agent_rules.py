@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from cryptography import x509
+
 from ztcore.breakout import EMPTY_RULES, BreakoutRules, parse_breakout_rules
 from ztcore.errors import ConfigError
 from ztcore.split_dns import SplitDnsConfig, parse_split_dns
@@ -30,19 +32,22 @@ class AgentRules:
     breakout: BreakoutRules
     dns: SplitDnsConfig
     captive_portal_minutes: int = 0
+    inspection_ca: str = ""   # PEM of the broker's inspection CA, for the OS trust store ("" : none)
 
     @property
     def version(self) -> str:
         """A digest of what the rules say (not of when or for whom they were issued)."""
         body = json.dumps({"breakout": self.breakout.version, "dns": self.dns.to_json_dict(),
-                           "captive": self.captive_portal_minutes}, sort_keys=True)
+                           "captive": self.captive_portal_minutes,
+                           "inspection_ca": self.inspection_ca}, sort_keys=True)
         return hashlib.sha256(body.encode()).hexdigest()[:16]
 
     def to_json_dict(self) -> dict[str, Any]:
         return {"tenant_id": self.tenant_id, "device_id": self.device_id,
                 "issued_at": self.issued_at, "breakout": self.breakout.to_json_dict(),
                 "dns": self.dns.to_json_dict(),
-                "captive_portal_minutes": self.captive_portal_minutes}
+                "captive_portal_minutes": self.captive_portal_minutes,
+                "inspection_ca": self.inspection_ca}
 
 
 def empty_rules(tenant_id: str, device_id: str) -> AgentRules:
@@ -64,4 +69,26 @@ def parse_agent_rules(raw: object) -> AgentRules:
     return AgentRules(tenant_id=tenant, device_id=device, issued_at=float(issued),
                       breakout=parse_breakout_rules(raw.get("breakout"), "rules.breakout"),
                       dns=parse_split_dns(raw.get("dns", {}), "rules.dns"),
-                      captive_portal_minutes=captive)
+                      captive_portal_minutes=captive,
+                      inspection_ca=_inspection_ca(raw.get("inspection_ca", "")))
+
+
+def _inspection_ca(value: object) -> str:
+    """One PEM certificate of a CA (basicConstraints CA:TRUE), or nothing."""
+    if value == "":
+        return ""
+    if not isinstance(value, str) or len(value) > 16384:
+        raise ConfigError("rules.inspection_ca: expected one PEM certificate")
+    try:
+        certs = x509.load_pem_x509_certificates(value.encode("ascii"))
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise ConfigError(f"rules.inspection_ca: not a PEM certificate ({exc})") from None
+    if len(certs) != 1:
+        raise ConfigError("rules.inspection_ca: expected exactly one certificate")
+    try:
+        constraints = certs[0].extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        constraints = None
+    if constraints is None or not constraints.ca:
+        raise ConfigError("rules.inspection_ca: the certificate is not a CA")
+    return value

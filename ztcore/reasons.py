@@ -118,6 +118,22 @@ class Reason(str, Enum):
     OVERRIDE_ACTIVE = "override-active"
     AGENT_EVENTS_INVALID = "agent-events-invalid"
     AGENT_RULES_UNAVAILABLE = "agent-rules-unavailable"
+    # secure web gateway: TLS inspection and the content pipeline (swg/, broker/runtime/inspection*)
+    UPSTREAM_CERTIFICATE_INVALID = "upstream-certificate-invalid"
+    UPSTREAM_TLS_FAILED = "upstream-tls-failed"
+    UPSTREAM_PROTOCOL_ERROR = "upstream-protocol-error"
+    URL_CATEGORY_BLOCKED = "url-category-blocked"
+    IOC_MATCH = "ioc-match"
+    HTTP_SIGNATURE = "http-signature"
+    DLP_MYNUMBER = "dlp-mynumber"
+    DLP_CORPORATE_NUMBER = "dlp-corporate-number"
+    DLP_CREDIT_CARD = "dlp-credit-card"
+    DLP_KEYWORD = "dlp-keyword"
+    MALWARE_DETECTED = "malware-detected"
+    MALWARE_SCANNER_UNAVAILABLE = "malware-scanner-unavailable"
+    CONTENT_UNSCANNABLE = "content-unscannable"
+    SANITISE_FAILED = "sanitise-failed"
+    FILE_TYPE_BLOCKED = "file-type-blocked"
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,6 +420,54 @@ REASON_TEXT: dict[Reason, ReasonText] = {
     Reason.AGENT_RULES_UNAVAILABLE: ReasonText(
         "端末向けのルールを作成できませんでした（フェイルクローズ）。",
         "The rules for this device could not be prepared (fail closed)."),
+    Reason.UPSTREAM_CERTIFICATE_INVALID: ReasonText(
+        "接続先サーバーの証明書が正しくないため、接続を遮断しました（期限切れ・名前の不一致・"
+        "信頼できない発行者など）。",
+        "The destination server's certificate is not valid (expired, wrong name or untrusted "
+        "issuer), so the connection was blocked."),
+    Reason.UPSTREAM_TLS_FAILED: ReasonText(
+        "接続先サーバーと安全な接続（TLS）を確立できませんでした。",
+        "A secure (TLS) connection to the destination server could not be made."),
+    Reason.UPSTREAM_PROTOCOL_ERROR: ReasonText(
+        "接続先サーバーの応答が正しくないため、中断しました。",
+        "The destination server's response was malformed, so it was stopped."),
+    Reason.URL_CATEGORY_BLOCKED: ReasonText(
+        "このサイトの分類（カテゴリ）は利用が許可されていません。",
+        "Sites in this category are not allowed."),
+    Reason.IOC_MATCH: ReasonText(
+        "既知の攻撃・不正サイトの情報（IOC）に一致したため、遮断しました。",
+        "Blocked: the destination matches a known threat indicator (IOC)."),
+    Reason.HTTP_SIGNATURE: ReasonText(
+        "攻撃の特徴（シグネチャ）に一致する通信のため、遮断しました。",
+        "Blocked: the request matches an attack signature."),
+    Reason.DLP_MYNUMBER: ReasonText(
+        "個人番号（マイナンバー）を含むデータの送信は禁止されています。",
+        "Sending data that contains an Individual Number (My Number) is not allowed."),
+    Reason.DLP_CORPORATE_NUMBER: ReasonText(
+        "法人番号を含むデータの送信は、この設定では禁止されています。",
+        "Sending data that contains corporate numbers is not allowed by this policy."),
+    Reason.DLP_CREDIT_CARD: ReasonText(
+        "クレジットカード番号を含むデータの送信は禁止されています。",
+        "Sending data that contains credit card numbers is not allowed."),
+    Reason.DLP_KEYWORD: ReasonText(
+        "送信が禁止されている語句（機密表示など）を含んでいます。",
+        "The data contains words or patterns that may not be sent (such as confidentiality marks)."),
+    Reason.MALWARE_DETECTED: ReasonText(
+        "ファイルからマルウェアが検出されたため、遮断しました。",
+        "Malware was found in the file, so it was blocked."),
+    Reason.MALWARE_SCANNER_UNAVAILABLE: ReasonText(
+        "ウイルス検査を実施できなかったため、安全のため遮断しました。",
+        "The malware scan could not be run, so the file was blocked to be safe."),
+    Reason.CONTENT_UNSCANNABLE: ReasonText(
+        "内容を検査できないファイル（暗号化・破損・大きすぎる・圧縮爆弾など）のため、遮断しました。",
+        "The content could not be inspected (encrypted, damaged, too large or a compression bomb), "
+        "so it was blocked."),
+    Reason.SANITISE_FAILED: ReasonText(
+        "ファイルを無害化できなかったため、遮断しました。",
+        "The file could not be sanitised, so it was blocked."),
+    Reason.FILE_TYPE_BLOCKED: ReasonText(
+        "この種類のファイルの送受信は許可されていません。",
+        "Files of this type may not be sent or received."),
 }
 
 

@@ -22,6 +22,7 @@ from agent.runtime.posture_loop import PostureReporter, agent_version, facts_fil
 from agent.runtime.proxy import serve_proxy
 from agent.runtime.routing import AgentRouting
 from agent.runtime.rules_sync import RulesKeeper
+from agent.runtime.trust_store import TrustStore
 from agent.runtime.tunnel_client import TunnelClient
 from ztcore.errors import ConfigError
 from ztcore.posture import PostureFacts
@@ -88,6 +89,8 @@ async def run_agent(config: AgentConfig, ready: asyncio.Event | None = None) -> 
     pac_text = [render_pac(config.proxy_host, config.proxy_port)]
     rules = RulesKeeper(config, tunnel, refresh_seconds=config.rules_refresh_seconds, on_change=lambda r: pac_text.__setitem__(
         0, render_pac(config.proxy_host, config.proxy_port, r.breakout)))
+    if config.install_inspection_ca:
+        rules.trust = TrustStore()
     rules.load_cached()
     routing = AgentRouting(config, tunnel, rules, AgentEventLog(config, tunnel))
     tasks = [loop.create_task(posture.run()), loop.create_task(rules.run()),

@@ -25,13 +25,13 @@ from urllib.parse import urlsplit
 
 import h11
 
-from agent.blockpage import render_block
 from agent.router import Route, direct_event
 from agent.runtime.direct import DirectUpstream, open_direct
 from agent.runtime.routing import AgentRouting
 from agent.runtime.tunnel_client import TunnelClient
 from ztcore import headers as zh
 from ztcore.authority import AuthorityError, parse_authority
+from ztcore.blockpage import render_block
 from ztcore.decision import Decision, deny
 from ztcore.reasons import Reason
 from ztcore.runtime.pipe import StreamPipe

@@ -192,6 +192,10 @@ class AgentRouting:
                       "private_zones": list(self.rules.rules.dns.zones),
                       "captive_portal_minutes": self.rules.rules.captive_portal_minutes,
                       "last_error": st.last_error},
+            "inspection_ca": {"sent": bool(self.rules.rules.inspection_ca),
+                              "installed": self.rules.trust.status.installed if self.rules.trust else "",
+                              "problem": (self.rules.trust.status.problem if self.rules.trust
+                                          else "install_inspection_ca is off")},
             "bypass": {"mode": mode.value if mode else None,
                        "window_until": self.state.window.until if self.state.window else None,
                        "override_until": (self.state.override.expires_at

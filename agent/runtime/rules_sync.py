@@ -23,6 +23,7 @@ from cryptography import x509
 
 from agent.config import AgentConfig
 from agent.rules import RulesError, newer, verify_rules
+from agent.runtime.trust_store import TrustStore
 from agent.runtime.tunnel_client import TunnelClient, TunnelClientProtocol
 from ztcore.agent_rules import PATH_RULES, AgentRules, empty_rules
 from ztcore.breakout import BreakoutMatcher
@@ -50,6 +51,7 @@ class RulesKeeper:
     refresh_seconds: float = REFRESH_SECONDS
     on_change: Callable[[AgentRules], None] | None = None
     status: RulesStatus = field(default_factory=RulesStatus)
+    trust: TrustStore | None = None       # installs the inspection CA the rules carry
 
     def __post_init__(self) -> None:
         self.rules = empty_rules(self.config.tenant_id, self.config.device_id)
@@ -93,6 +95,13 @@ class RulesKeeper:
         self._updated.set()
         if self.on_change is not None:
             self.on_change(rules)
+        trust = self.trust
+        if trust is not None and (rules.inspection_ca or trust.status.installed):
+            try:   # update-ca-certificates takes a second: not on the event loop
+                asyncio.get_running_loop().run_in_executor(None, trust.ensure, rules.inspection_ca,
+                                                           rules.tenant_id)
+            except RuntimeError:
+                trust.ensure(rules.inspection_ca, rules.tenant_id)
 
     async def run(self) -> None:
         asked_on: TunnelClientProtocol | None = None

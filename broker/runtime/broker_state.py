@@ -18,6 +18,7 @@ from broker.pki import DeviceIdentity
 from broker.registry import RegistrySnapshot
 from broker.runtime.audit_sink import AuditSink
 from broker.runtime.identity_service import IdentityService
+from broker.runtime.inspection import InspectionService
 from broker.runtime.policy_service import PolicyService
 from broker.runtime.posture_service import PostureService
 from broker.runtime.routing_service import RoutingService
@@ -51,6 +52,7 @@ class BrokerState:
     posture: PostureService | None = None
     policy: PolicyService | None = None
     routing: RoutingService | None = None
+    inspection: InspectionService | None = None
     tenant_streams: dict[str, int] = field(default_factory=dict)   # fair share accounting
     tenant_buckets: dict[str, TokenBucket] = field(default_factory=dict)
 

@@ -134,3 +134,21 @@ def load_seal_key(config: BrokerConfig) -> bytes:
     if len(key) != SEAL_KEY_BYTES:
         raise ConfigError(f"{path}: expected {SEAL_KEY_BYTES} bytes, found {len(key)}")
     return key
+
+
+# -- the inspection CA: signs the leaves the gateway shows clients of inspected sites --------
+
+def load_inspection_ca(config: BrokerConfig, now: float) -> tuple[x509.Certificate, PrivateKey]:
+    """`pki/inspection-ca.crt` + `.key`, created on first use. A CA of its own, apart from the
+    broker CA: laptops trust it for web sites, never for the tunnel or device certificates."""
+    cert_path = config.data_dir / "pki" / "inspection-ca.crt"
+    key_path = config.data_dir / "pki" / "inspection-ca.key"
+    if not key_path.exists():
+        key = new_key()
+        ca = make_ca(key, f"Sekimori inspection CA ({config.name})", now, CA_VALIDITY_SECONDS,
+                     x509.random_serial_number())
+        write_private(key_path, key_pem(key))
+        cert_path.write_bytes(cert_pem(ca))
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    loaded = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    return cert, loaded  # type: ignore[return-value]

@@ -73,6 +73,7 @@ class RoutingService:
     override_master: bytes
     revision: Callable[[], int]
     clock: Callable[[], float]
+    inspection_ca: str = ""   # PEM sent to agents when inspection is on
     _cache: dict[str, tuple[int, TenantRouting]] = field(default_factory=dict)
     _m365: tuple[int, str, EndpointData] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -133,7 +134,8 @@ class RoutingService:
         routing = self.tenant_routing(identity.tenant_id)
         return AgentRules(tenant_id=identity.tenant_id, device_id=identity.device_id,
                           issued_at=now, breakout=routing.breakout, dns=routing.policy.dns,
-                          captive_portal_minutes=routing.policy.captive_portal_minutes)
+                          captive_portal_minutes=routing.policy.captive_portal_minutes,
+                          inspection_ca=self.inspection_ca)
 
     # -- control requests -----------------------------------------------------------------------
 

@@ -32,9 +32,10 @@ from broker.config import BrokerConfig
 from broker.pki import cert_pem
 from broker.registry import RegistrySnapshot
 from broker.runtime.audit_sink import AuditSink
-from broker.runtime.datadir import load_ca, load_seal_key, load_session_keys
+from broker.runtime.datadir import load_ca, load_inspection_ca, load_seal_key, load_session_keys
 from broker.runtime.device_authority import DeviceAuthority
 from broker.runtime.identity_service import IdentityService
+from broker.runtime.inspection import InspectionService
 from broker.runtime.policy_service import PolicyService, write_hits
 from broker.runtime.posture_service import PostureService
 from broker.runtime.routing_service import RoutingService
@@ -186,6 +187,15 @@ def routing_service(config: BrokerConfig, store: Store, state: BrokerState) -> R
                           clock=time.time)
 
 
+def inspection_service(config: BrokerConfig, state: BrokerState) -> InspectionService:
+    ca_cert, ca_key = load_inspection_ca(config, time.time())
+    routing = state.routing
+    return InspectionService(
+        config.inspection, ca_cert, ca_key,  # type: ignore[arg-type]
+        optimize_rules=(lambda tenant: routing.tenant_routing(tenant).breakout) if routing else None,
+        connect_timeout_seconds=config.connect_timeout_seconds)
+
+
 async def serve(config: BrokerConfig, *, stop: asyncio.Event | None = None,
                 on_ready: Callable[[dict[str, Any]], None] | None = None,
                 handle_signals: bool = True) -> None:
@@ -208,6 +218,9 @@ async def serve(config: BrokerConfig, *, stop: asyncio.Event | None = None,
     state.policy = PolicyService(store)
     await asyncio.to_thread(state.policy.reload_if_changed)
     state.routing = routing_service(config, store, state)
+    if config.inspection.enabled:
+        state.inspection = inspection_service(config, state)
+        state.routing.inspection_ca = cert_pem(state.inspection.ca_cert).decode("ascii")
     revision = await asyncio.to_thread(store.devices_revision)
     state.registry = RegistrySnapshot.build(revision, await asyncio.to_thread(store.list_devices))
     metrics = Metrics(state, audit)
@@ -249,6 +262,8 @@ async def serve(config: BrokerConfig, *, stop: asyncio.Event | None = None,
             await api_task
         audit.close()
         store.close()
+        if state.inspection is not None:
+            state.inspection.close()
         with contextlib.suppress(FileNotFoundError):
             config.state_path.unlink()
 

@@ -47,6 +47,7 @@ class Flow:
     policy: PolicyRequest | None = None     # what the policy decided on, for re-checks
     obligations: str = ""
     counted: bool = False     # holds one of its tenant's share of streams
+    inspected: bool = False   # decrypted and passed through the content pipeline
     audited: bool = True      # False: routine agent traffic (an unchanged rules check, an
                               # events batch whose events are themselves audited)
 

@@ -43,6 +43,8 @@ from broker.runtime.broker_state import BrokerState
 from broker.runtime.stream_gates import Flow, StreamGates
 from broker.runtime.tunnel_control import ControlRequests
 from broker.sessions import SessionDecision, thumbprint_of
+from swg.inspection import HttpRecord
+from swg.runtime.interceptor import Interceptor
 from ztcore import h2tuning, headers
 from ztcore.audit import AuditEvent
 from ztcore.authority import AuthorityError, parse_authority
@@ -280,7 +282,7 @@ class TunnelConnection(StreamGates, ControlRequests, asyncio.Protocol):
         session.flush()
 
     async def _decide_and_connect(self, stream: Stream,
-                                  authority_text: str) -> tuple[Decision, StreamPipe | None]:
+                                  authority_text: str) -> tuple[Decision, StreamPipe | Interceptor | None]:
         config = self.state.config
         policy = config.destinations
         try:
@@ -303,6 +305,17 @@ class TunnelConnection(StreamGates, ControlRequests, asyncio.Protocol):
         checked = check_addresses(addresses, policy)
         if not checked.allowed:
             return checked, None
+        inspection, ident = self.state.inspection, self.identity
+        # Without a policy in force the internet default applies: allowed, inspected.
+        stances = flow.obligations if flow.policy is not None else "inspect"
+        if inspection is not None and ident is not None and inspection.wants(
+                ident.tenant_id, stances, authority.host, authority.port):
+            refused, interceptor, used = await inspection.open(
+                authority.host, authority.port, [str(a) for a in addresses],
+                sanitise="sanitise" in flow.obligations.split(","),
+                on_record=lambda record: self._http_record(flow, record))
+            flow.address, flow.inspected = used or None, interceptor is not None
+            return (refused or allow()), interceptor
         last = deny(Reason.UPSTREAM_UNREACHABLE, status=502, detail=f"{authority} refused")
         for address in addresses:
             flow.address = str(address)
@@ -359,11 +372,35 @@ class TunnelConnection(StreamGates, ControlRequests, asyncio.Protocol):
             bytes_up=stream.bytes_received, bytes_down=stream.bytes_sent,
             duration_seconds=round(time.monotonic() - flow.started_monotonic, 6),
             extra={k: v for k, v in (("rule", decision.rule_id or ""),
-                                     ("obligations", flow.obligations)) if v})
+                                     ("obligations", flow.obligations),
+                                     ("inspected", "yes" if flow.inspected else "")) if v})
         durable = self.state.audit.write(event)
         durable.add_done_callback(self._stream_recorded)
+
+    def _http_record(self, flow: Flow, record: HttpRecord) -> None:
+        """One inspected request: its own audit event (kind `http`), with what the content
+        pipeline found (counts and names, never the values)."""
+        ident, decision = self.identity, record.decision
+        extra = record.audit_extra()
+        if record.unblock_request is not None:
+            extra.update({f"unblock_{k}": v for k, v in record.unblock_request.items()})
+        event = AuditEvent(
+            time=self.state.clock(), kind="unblock-request" if record.unblock_request else "http",
+            tenant=ident.tenant_id if ident else None, device=ident.device_id if ident else None,
+            user=flow.user, destination=flow.authority or None, address=flow.address,
+            decision=decision.action.value, reason=decision.reason.value,
+            message_ja=None if decision.allowed else decision.message_ja,
+            message_en=None if decision.allowed else decision.message_en,
+            detail=decision.detail or None, bytes_up=record.bytes_up, bytes_down=record.bytes_down,
+            extra=extra)
+        self.state.audit.write(event).add_done_callback(_logged_if_lost)
 
     def _stream_recorded(self, future: asyncio.Future[None]) -> None:
         self.state.streams_open -= 1
         if future.exception() is not None:
             log.error("audit event lost: %s", future.exception())
+
+
+def _logged_if_lost(future: asyncio.Future[None]) -> None:
+    if future.exception() is not None:
+        log.error("audit event lost: %s", future.exception())

@@ -1,4 +1,4 @@
-"""What the agent shows: the PAC file (agent/pac.py), the block page (agent/blockpage.py), and
+"""What the agent shows: the PAC file (agent/pac.py), the block page (ztcore/blockpage.py), and
 the device identity helpers (agent/identity.py)."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent import identity
-from agent.blockpage import render_block
+from ztcore.blockpage import render_block
 from agent.pac import render_pac
 from ztcore.decision import deny
 from ztcore.reasons import REASON_TEXT, Reason

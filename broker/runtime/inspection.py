@@ -1,0 +1,114 @@
+"""The broker's side of TLS inspection: whether a flow is inspected, and opening it.
+
+A flow is inspected when `[inspection] enabled`, the policy's obligations say inspect (or
+sanitise), and the host is not on the do-not-decrypt list (the built-in list, the configured
+patterns, and the tenant's Microsoft 365 Optimize endpoints). Opening it connects upstream
+first — TLS with full validation unless the port carries plain HTTP — and only then hands the
+stream an interceptor with a leaf minted from the inspection CA.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+from cryptography import x509
+
+from broker.inspection_config import InspectionConfig
+from swg.dlp.scan import DetectorRule, DlpPolicy
+from swg.inspection import HttpRecord, InspectionSettings, TenantRestrictions
+from swg.runtime.content_scan import WholeBodyScanner
+from swg.runtime.interceptor import Interceptor
+from swg.runtime.tls_intercept import LeafCache, client_context, connect_upstream
+from swg.signatures import BuiltinSignatures
+from swg.tls_leaf import CaKey
+from ztcore.breakout import BreakoutMatcher, BreakoutRule, BreakoutRules, RuleSource
+from ztcore.decision import Decision
+
+log = logging.getLogger("sekimori.inspect")
+
+
+def _rule(threshold: int) -> DetectorRule | None:
+    return DetectorRule(block_at=threshold if threshold > 0 else None)
+
+
+def settings_from(config: InspectionConfig, signatures: BuiltinSignatures) -> InspectionSettings:
+    dlp = DlpPolicy(mynumber=_rule(config.dlp.mynumber),
+                    corporate_number=_rule(config.dlp.corporate_number),
+                    credit_card=_rule(config.dlp.credit_card))
+    restrictions = config.tenant_restrictions
+    return InspectionSettings(
+        dlp=dlp, signatures=signatures, whole_scan_bytes=config.whole_scan_bytes,
+        max_buffer_bytes=config.max_buffer_bytes, sanitise=config.sanitise_downloads,
+        tenant_restrictions=TenantRestrictions(restrictions.allowed_tenants,
+                                               restrictions.context_tenant_id)
+        if restrictions else None,
+        blocked_file_kinds=config.block_file_kinds)
+
+
+class InspectionService:
+    def __init__(self, config: InspectionConfig, ca_cert: x509.Certificate, ca_key: CaKey,
+                 *, signatures: BuiltinSignatures | None = None,
+                 optimize_rules: Callable[[str], BreakoutRules] | None = None,
+                 scanner: WholeBodyScanner | None = None, connect_timeout_seconds: float = 10.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.ca_cert = ca_cert
+        self.leaves = LeafCache(ca_cert, ca_key, clock, validity_seconds=config.leaf_validity_hours * 3600)
+        self.client_ctx = client_context(config.upstream_ca_file or None)
+        self.settings = settings_from(config, signatures or BuiltinSignatures.of(()))
+        self.sanitising = replace(self.settings, sanitise=True)
+        self.scanner = scanner or WholeBodyScanner(self.settings)
+        self.connect_timeout_seconds = connect_timeout_seconds
+        self._bypass = BreakoutMatcher(BreakoutRules("", "config", tuple(
+            BreakoutRule(pattern, True, RuleSource.INCLUDE) for pattern in config.bypass_patterns())))
+        self._optimize_rules = optimize_rules
+        self._optimize: dict[str, tuple[str, BreakoutMatcher]] = {}
+
+    def do_not_decrypt(self, tenant: str, host: str, port: int) -> str | None:
+        """Why this host is passed through undecrypted, or None."""
+        if self._bypass.route(host, port).direct:
+            return "do-not-decrypt list"
+        if self._optimize_rules is not None:
+            rules = self._optimize_rules(tenant)
+            cached = self._optimize.get(tenant)
+            if cached is None or cached[0] != rules.version:
+                optimize = BreakoutRules(tenant, rules.source_version, tuple(
+                    r for r in rules.rules if r.source is RuleSource.M365 and r.category == "optimize"))
+                cached = (rules.version, BreakoutMatcher(optimize))
+                self._optimize[tenant] = cached
+            match = cached[1].route(host, port)
+            if match.direct and match.rule is not None:
+                return f"Microsoft 365 Optimize ({match.rule.label})"
+        return None
+
+    def wants(self, tenant: str, obligations: str, host: str, port: int) -> bool:
+        if not self.config.enabled:
+            return False
+        stances = set(obligations.split(",")) if obligations else set()
+        if "sanitise" not in stances and "inspect" not in stances:
+            return False
+        return "sanitise" in stances or self.do_not_decrypt(tenant, host, port) is None
+
+    async def open(self, host: str, port: int, addresses: list[str], *, sanitise: bool,
+                   on_record: Callable[[HttpRecord], None]) -> tuple[Decision | None, Interceptor | None, str]:
+        """Connect upstream and build the interceptor: (a deny, None, "") when the upstream
+        failed, else (None, interceptor, the address used)."""
+        plain = port in self.config.plain_http_ports
+        refused, upstream = await connect_upstream(host, port, addresses, None if plain else self.client_ctx,
+                                                   self.connect_timeout_seconds)
+        if upstream is None:
+            assert refused is not None
+            return refused, None, ""
+        server_ctx = None if plain else self.leaves.context_for(host, upstream.certificate)
+        settings = self.sanitising if sanitise else self.settings
+        scan = self.scanner.with_settings(settings)
+        interceptor = Interceptor(host=host, port=port, server_ctx=server_ctx, reader=upstream.reader,
+                                  writer=upstream.writer, settings=settings, scan_whole=scan.scan,
+                                  on_record=on_record)
+        return None, interceptor, upstream.address
+
+    def close(self) -> None:
+        self.leaves.close()

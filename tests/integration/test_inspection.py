@@ -1,0 +1,333 @@
+"""TLS inspection end to end (issue 7): real broker and agent processes, real curl, local HTTPS
+origins with valid, expired, wrong-host, self-signed and untrusted-chain certificates.
+
+- a valid upstream is inspected: the client sees a leaf from the broker's inspection CA with
+  the origin's subjectAltName copied exactly;
+- every invalid upstream is refused at CONNECT with `upstream-certificate-invalid` and the
+  validator's words, and no leaf is ever shown for it;
+- a do-not-decrypt host passes untouched (the client sees the origin's own certificate);
+- uploads with a valid My Number get the block page (`dlp-mynumber`), invalid ones pass;
+  EICAR downloads are blocked; the tenant-restriction headers reach Microsoft's login host;
+  the block page's unblock-request form is recorded.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import os
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+
+from broker.demo import AgentProcess, BrokerProcess
+from swg.dlp.mynumber import mynumber_check_digit
+from tests.integration.conftest import NO_LOGIN, require_curl
+from tests.peers.tls_origins import CASES, HOST, TlsOrigins
+
+DOMAIN = "inspect.test"
+EICAR = 'X5O!P%@AP[4\\PZX54(P^)7CC)7}$' + "EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+
+
+def valid_mynumber(base: str = "12345678901") -> str:
+    return base + str(mynumber_check_digit(base))
+
+
+def invalid_mynumber(base: str = "12345678901") -> str:
+    return base + str((mynumber_check_digit(base) + 1) % 10)
+
+
+def host(case: str) -> str:
+    return f"{case}.{DOMAIN}"
+
+
+@pytest.fixture(scope="module")
+def origins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsOrigins]:
+    names = {case: [host(case)] for case in CASES}
+    names["good"] = [host("good"), f"www.{host('good')}", "login.microsoftonline.com"]
+    o = TlsOrigins(tmp_path_factory.mktemp("tls-origins"), names)
+    yield o
+    o.close()
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory, origins: TlsOrigins) -> Iterator[BrokerProcess]:
+    inspection = f"""
+[inspection]
+enabled = true
+upstream_ca_file = "{origins.ca_path}"
+plain_http_ports = [80, {origins.port['plain']}]
+do_not_decrypt = ["{host('passthrough')}"]
+whole_scan_bytes = 1048576
+[inspection.tenant_restrictions]
+allowed_tenants = ["city.example.lg.jp", "pref.example.lg.jp"]
+context_tenant_id = "5f0a3b1e-0000-4000-8000-000000000001"
+"""
+    statics = {host(case): [HOST] for case in CASES}
+    statics["login.microsoftonline.com"] = [HOST]
+    b = BrokerProcess(tmp_path_factory.mktemp("broker"), allowed_ports=list(origins.port.values()),
+                      allowed_networks=[f"{HOST}/32"], static_hosts=statics,
+                      identity_toml=NO_LOGIN, extra_toml=inspection)
+    b.start()
+    b.add_tenant("test-city", "テスト市")
+    yield b
+    b.close()
+
+
+ANCHORS = Path("/usr/local/share/ca-certificates")
+
+
+def remove_our_anchors() -> None:
+    found = list(ANCHORS.glob("sekimori-inspection-*.crt")) if ANCHORS.is_dir() else []
+    for path in found:
+        path.unlink()
+    if found:
+        subprocess.run(["update-ca-certificates", "--fresh"], capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory: pytest.TempPathFactory, broker: BrokerProcess) -> Iterator[AgentProcess]:
+    a = AgentProcess(tmp_path_factory.mktemp("agent"))
+    a.enrol(broker, broker.enrolment_code("test-city"), hostname="inspected-laptop")
+    a.start()
+    yield a
+    a.stop()
+    remove_our_anchors()   # the machine's trust store as we found it
+
+
+def inspection_ca(broker: BrokerProcess) -> Path:
+    return broker.data_dir / "pki" / "inspection-ca.crt"
+
+
+def curl(agent: AgentProcess, url: str, *args: str, ca: Path | None = None) -> tuple[int, str, str]:
+    """(last status, headers + body, stderr) of curl through the agent."""
+    cmd = [require_curl(), "-sS", "--max-time", "20", "-x", agent.proxy, "-D", "-", *args, url]
+    if ca is not None:
+        cmd[1:1] = ["--cacert", str(ca)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    status = re.findall(r"^HTTP/\S+ (\d{3})", out.stdout, re.M)
+    return (int(status[-1]) if status else 0), out.stdout, out.stderr
+
+
+def peer_certificate(agent: AgentProcess, target: str, port: int, ca: Path) -> x509.Certificate:
+    """The certificate the client is shown for `target` through the agent (CONNECT + TLS)."""
+    conn = http.client.HTTPConnection("127.0.0.1", agent.proxy_port, timeout=20)
+    conn.set_tunnel(target, port)
+    conn.connect()
+    ctx = ssl.create_default_context(cafile=str(ca))
+    assert conn.sock is not None
+    tls = ctx.wrap_socket(conn.sock, server_hostname=target)
+    try:
+        der = tls.getpeercert(binary_form=True)
+        assert der is not None
+        return x509.load_der_x509_certificate(der)
+    finally:
+        tls.close()
+
+
+def audit(broker: BrokerProcess) -> list[dict[str, Any]]:
+    path = broker.config.audit_path
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def wait_audit(broker: BrokerProcess, predicate: Any, what: str) -> dict[str, Any]:
+    import time
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for event in audit(broker):
+            if predicate(event):
+                return event
+        time.sleep(0.1)
+    raise AssertionError(f"no audit event: {what}")
+
+
+def sans(cert: x509.Certificate) -> list[str]:
+    return cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.DNSName)
+
+
+def test_valid_upstream_is_inspected_with_a_minted_leaf(agent: AgentProcess, broker: BrokerProcess,
+                                                         origins: TlsOrigins) -> None:
+    port = origins.port["good"]
+    status, out, err = curl(agent, f"https://{host('good')}:{port}/", ca=inspection_ca(broker))
+    assert status == 200, out + err
+    assert "hello from good" in out
+    leaf = peer_certificate(agent, host("good"), port, inspection_ca(broker))
+    assert "Sekimori inspection CA" in leaf.issuer.rfc4514_string()
+    assert sans(leaf) == sans(origins.certs["good"])          # copied exactly, in order
+    assert leaf.not_valid_after_utc <= origins.certs["good"].not_valid_after_utc
+    # The client that trusts only the origin's CA refuses our leaf: it is not the origin's.
+    status, out, err = curl(agent, f"https://{host('good')}:{port}/", ca=origins.ca_path)
+    assert "hello from" not in out and "certificate" in err.lower(), out + err
+    event = wait_audit(broker, lambda e: e.get("kind") == "http" and host("good") in e.get("extra", {}).get("url", ""),
+                       "the inspected request")
+    assert event["decision"] == "allow" and event["extra"]["status"] == "200"
+
+
+@pytest.mark.parametrize("case, words", [
+    ("expired", "expired"), ("wronghost", "hostname mismatch"), ("selfsigned", "self-signed"),
+    ("untrusted", "unable to get local issuer"),
+])
+def test_invalid_upstream_certificates_are_blocked(agent: AgentProcess, broker: BrokerProcess,
+                                                   origins: TlsOrigins, case: str, words: str) -> None:
+    port = origins.port[case]
+    status, out, err = curl(agent, f"https://{host(case)}:{port}/", "-k", ca=inspection_ca(broker))
+    # -k would accept any leaf: the connection must be refused before TLS even starts.
+    assert status == 502, out + err
+    assert re.search(r"^sekimori-reason: upstream-certificate-invalid", out, re.M | re.I), out
+    assert "hello from" not in out
+    detail = re.search(r"^sekimori-detail: (.*)$", out, re.M | re.I)
+    assert detail and words in detail.group(1).lower().replace("%20", " "), out
+    event = wait_audit(broker, lambda e: e.get("kind") == "stream" and e.get("destination") == f"{host(case)}:{port}",
+                       f"the refused {case} stream")
+    assert event["reason"] == "upstream-certificate-invalid"
+
+
+def test_do_not_decrypt_host_passes_untouched(agent: AgentProcess, broker: BrokerProcess,
+                                              origins: TlsOrigins) -> None:
+    port = origins.port["passthrough"]
+    cert = peer_certificate(agent, host("passthrough"), port, origins.ca_path)
+    assert cert == origins.certs["passthrough"]
+    status, out, _ = curl(agent, f"https://{host('passthrough')}:{port}/", ca=origins.ca_path)
+    assert status == 200 and "hello from passthrough" in out
+
+
+def test_upload_with_a_valid_my_number_gets_the_block_page(agent: AgentProcess, broker: BrokerProcess,
+                                                           origins: TlsOrigins, tmp_path: Path) -> None:
+    url = f"https://{host('good')}:{origins.port['good']}/upload"
+    before = len(origins.uploads)
+    form = tmp_path / "申請書.txt"
+    form.write_text(f"氏名: 関守 太郎\n個人番号: {valid_mynumber()}\n", encoding="utf-8")
+    status, out, _ = curl(agent, url, "-F", f"file=@{form}", "-H", "accept: text/html",
+                          ca=inspection_ca(broker))
+    assert status == 403, out
+    assert "dlp-mynumber" in out and "アクセスが遮断されました" in out and "unblock-request" in out
+    request_id = re.search(r"^sekimori-request-id: (\w+)", out, re.M | re.I)
+    assert request_id, out
+    assert len(origins.uploads) == before            # the origin never got it
+    event = wait_audit(broker, lambda e: e.get("extra", {}).get("request_id") == request_id.group(1),
+                       "the blocked upload")
+    assert event["kind"] == "http" and event["reason"] == "dlp-mynumber"
+    assert event["extra"]["dlp"] == "mynumber:1"
+    assert valid_mynumber() not in json.dumps(event, ensure_ascii=False)   # never the value
+
+    form.write_text(f"個人番号: {invalid_mynumber()}\n", encoding="utf-8")
+    status, out, _ = curl(agent, url, "-F", f"file=@{form}", ca=inspection_ca(broker))
+    assert status == 200 and '"bytes"' in out, out
+    assert len(origins.uploads) == before + 1
+
+
+def test_large_streamed_upload_is_stopped_before_the_number_leaves(
+        agent: AgentProcess, broker: BrokerProcess, origins: TlsOrigins, tmp_path: Path) -> None:
+    url = f"https://{host('good')}:{origins.port['good']}/upload"
+    before = len(origins.uploads)
+    line = "関守市 住民記録 照会 test line 0123\n" * 1000
+    body = tmp_path / "big.txt"
+    with open(body, "w", encoding="utf-8") as f:
+        for i in range(120):
+            f.write(line)
+            if i == 60:
+                f.write(f"番号 {valid_mynumber()}\n")
+    status, out, _ = curl(agent, url, "--data-binary", f"@{body}", "-H", "content-type: text/plain",
+                          ca=inspection_ca(broker))
+    assert status == 403 and "dlp-mynumber" in out, out
+    assert len(origins.uploads) == before   # aborted mid-way: no complete request reached it
+
+
+def test_eicar_downloads_are_blocked(agent: AgentProcess, broker: BrokerProcess,
+                                     origins: TlsOrigins) -> None:
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w") as z:
+        z.writestr("eicar.com", EICAR)
+    outer = io.BytesIO()
+    with zipfile.ZipFile(outer, "w") as z:
+        z.writestr("inner.zip", inner.getvalue())
+    origins.files.update({"eicar.com": EICAR.encode(), "eicar.zip": inner.getvalue(),
+                          "nested.zip": outer.getvalue(), "clean.txt": b"nothing to see\n"})
+    base = f"https://{host('good')}:{origins.port['good']}/file/"
+    for name in ("eicar.com", "eicar.zip", "nested.zip"):
+        status, out, _ = curl(agent, base + name, ca=inspection_ca(broker))
+        assert status == 403 and "malware-detected" in out, (name, out)
+    status, out, _ = curl(agent, base + "clean.txt", ca=inspection_ca(broker))
+    assert status == 200 and "nothing to see" in out
+
+
+def test_plain_http_is_inspected_too(agent: AgentProcess, broker: BrokerProcess,
+                                     origins: TlsOrigins) -> None:
+    url = f"http://{host('plain')}:{origins.port['plain']}/upload"
+    status, out, _ = curl(agent, url, "--data-binary", f"mynumber={valid_mynumber()}")
+    assert status == 403 and "dlp-mynumber" in out, out
+    status, out, _ = curl(agent, f"http://{host('plain')}:{origins.port['plain']}/")
+    assert status == 200 and "hello from plain" in out
+
+
+def test_tenant_restriction_headers_reach_the_login_endpoint(agent: AgentProcess, broker: BrokerProcess,
+                                                              origins: TlsOrigins) -> None:
+    status, out, _ = curl(agent, f"https://login.microsoftonline.com:{origins.port['good']}/headers",
+                          "-H", "Restrict-Access-To-Tenants: attacker.example", ca=inspection_ca(broker))
+    assert status == 200, out
+    seen = json.loads(out[out.index("{"):])
+    assert seen["restrict-access-to-tenants"] == "city.example.lg.jp,pref.example.lg.jp"
+    assert seen["restrict-access-context"] == "5f0a3b1e-0000-4000-8000-000000000001"
+    status, out, _ = curl(agent, f"https://{host('good')}:{origins.port['good']}/headers",
+                          ca=inspection_ca(broker))
+    assert "restrict-access" not in out
+
+
+def test_unblock_request_from_the_block_page_is_recorded(agent: AgentProcess, broker: BrokerProcess,
+                                                         origins: TlsOrigins) -> None:
+    url = f"https://{host('good')}:{origins.port['good']}/.sekimori/unblock-request"
+    status, out, _ = curl(agent, url, "--data-urlencode", "request_id=abc123",
+                          "--data-urlencode", "url=https://good.inspect.test/upload",
+                          "--data-urlencode", "reason_code=dlp-mynumber",
+                          "--data-urlencode", "justification=住民票の写しの送付のため",
+                          ca=inspection_ca(broker))
+    assert status == 200 and "Request received" in out
+    event = wait_audit(broker, lambda e: e.get("kind") == "unblock-request", "the unblock request")
+    assert event["extra"]["unblock_justification"] == "住民票の写しの送付のため"
+    assert event["extra"]["unblock_reason_code"] == "dlp-mynumber"
+
+
+def test_non_tls_bytes_on_an_inspected_port_end_the_stream(agent: AgentProcess,
+                                                           origins: TlsOrigins) -> None:
+    with socket.create_connection(("127.0.0.1", agent.proxy_port), timeout=10) as s:
+        target = f"{host('good')}:{origins.port['good']}"
+        s.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+        assert b" 200 " in s.recv(4096)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.settimeout(10)
+        assert b"hello from" not in s.recv(65536)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("update-ca-certificates") is None,
+                    reason="installing a CA in the Linux trust store needs root and ca-certificates")
+def test_agent_installs_the_inspection_ca_in_the_linux_trust_store(agent: AgentProcess, broker: BrokerProcess,
+                                                                   origins: TlsOrigins) -> None:
+    """The agent got the inspection CA with its signed rules and put it in the OS store: curl
+    with the system's trust (no --cacert) now accepts the inspected site."""
+    import time
+    deadline = time.monotonic() + 30
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status = (agent.status() or {}).get("routing", {}).get("inspection_ca", {})
+        if status.get("installed"):
+            break
+        time.sleep(0.2)
+    assert status.get("sent") and status.get("installed"), status
+    anchor = next(ANCHORS.glob("sekimori-inspection-*.crt"))
+    assert anchor.read_bytes() == inspection_ca(broker).read_bytes()
+    system = subprocess.run(["openssl", "verify", "-CApath", "/etc/ssl/certs", str(inspection_ca(broker))],
+                            capture_output=True, text=True, timeout=30)
+    assert system.returncode == 0, system.stdout + system.stderr
+    code, out, err = curl(agent, f"https://{host('good')}:{origins.port['good']}/")
+    assert code == 200 and "hello from good" in out, out + err
