@@ -122,7 +122,7 @@ def parse_inspection(table: Mapping[str, Any]) -> InspectionConfig:
     for i, port in enumerate(ports):
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
             raise ConfigError(f"inspection.plain_http_ports[{i}]: expected a port, got {port!r}")
-    patterns = _list(table, "do_not_decrypt", "inspection")
+    patterns = [p.lower() if isinstance(p, str) else p for p in _list(table, "do_not_decrypt", "inspection")]
     for i, pattern in enumerate(patterns):
         problem = host_pattern_error(pattern) if isinstance(pattern, str) else "expected a host pattern"
         if problem:
@@ -141,7 +141,7 @@ def parse_inspection(table: Mapping[str, Any]) -> InspectionConfig:
         raise ConfigError("inspection.max_buffer_bytes: must be at least whole_scan_bytes")
     return InspectionConfig(
         enabled=_bool(table, "enabled", False), upstream_ca_file=ca_file,
-        plain_http_ports=frozenset(ports), do_not_decrypt=tuple(p.lower() for p in patterns),
+        plain_http_ports=frozenset(ports), do_not_decrypt=tuple(patterns),
         builtin_do_not_decrypt=_bool(table, "builtin_do_not_decrypt", True),
         whole_scan_bytes=whole, max_buffer_bytes=largest,
         sanitise_downloads=_bool(table, "sanitise_downloads", False),

@@ -125,7 +125,7 @@ class _Server(ThreadingHTTPServer):
 class TlsOrigins:
     """Start every case; `port[case]`, `ca_path` (the CA a client should trust), `files`."""
 
-    def __init__(self, workdir: Path, names: dict[str, list[str]]) -> None:
+    def __init__(self, workdir: Path, names: dict[str, list[str]], host: str = HOST) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.ca, ca_key = make_ca("Sekimori test upstream CA")
         rogue, rogue_key = make_ca("Some other CA")
@@ -153,7 +153,7 @@ class TlsOrigins:
             (workdir / f"{case}.key").write_bytes(key.private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                 serialization.NoEncryption()))
-            server = _Server((HOST, 0), _Handler)
+            server = _Server((host, 0), _Handler)
             server.case, server.files, server.uploads = case, self.files, self.uploads
             if case != "plain":   # plain HTTP
                 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
