@@ -17,8 +17,10 @@ from dataclasses import replace
 from cryptography import x509
 
 from broker.inspection_config import InspectionConfig
+from swg.clamd_reply import ClamdConfig
 from swg.dlp.scan import DetectorRule, DlpPolicy
 from swg.inspection import HttpRecord, InspectionSettings, TenantRestrictions
+from swg.runtime.clamd import ClamdClient
 from swg.runtime.content_scan import WholeBodyScanner
 from swg.runtime.interceptor import Interceptor
 from swg.runtime.tls_intercept import LeafCache, client_context, connect_upstream
@@ -60,7 +62,8 @@ class InspectionService:
         self.client_ctx = client_context(config.upstream_ca_file or None)
         self.settings = settings_from(config, signatures or BuiltinSignatures.of(()))
         self.sanitising = replace(self.settings, sanitise=True)
-        self.scanner = scanner or WholeBodyScanner(self.settings)
+        clamd = ClamdClient(ClamdConfig(config.clamd)) if config.clamd else None
+        self.scanner = scanner or WholeBodyScanner(self.settings, clamd)
         self.connect_timeout_seconds = connect_timeout_seconds
         self._bypass = BreakoutMatcher(BreakoutRules("", "config", tuple(
             BreakoutRule(pattern, True, RuleSource.INCLUDE) for pattern in config.bypass_patterns())))

@@ -33,6 +33,8 @@ from cryptography import x509
 from broker.demo import AgentProcess, BrokerProcess
 from swg.dlp.mynumber import mynumber_check_digit
 from tests.integration.conftest import NO_LOGIN, require_curl
+from tests.peers import clamav
+from tests.peers.clamav import Clamd
 from tests.peers.tls_origins import CASES, HOST, TlsOrigins
 
 DOMAIN = "inspect.test"
@@ -61,10 +63,24 @@ def origins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsOrigins]:
 
 
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory, origins: TlsOrigins) -> Iterator[BrokerProcess]:
+def clamd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clamd | None]:
+    """A real clamd with our own signatures when ClamAV is installed (setup.sh installs it)."""
+    if clamav.unavailable() is not None:
+        yield None
+        return
+    server = clamav.start_clamd(tmp_path_factory.mktemp("clamd"), stream_max_bytes=32 * 1024 * 1024)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory, origins: TlsOrigins,
+           clamd: Clamd | None) -> Iterator[BrokerProcess]:
+    scanner = f'clamd = "{clamd.unix_address}"' if clamd is not None else ""
     inspection = f"""
 [inspection]
 enabled = true
+{scanner}
 upstream_ca_file = "{origins.ca_path}"
 plain_http_ports = [80, {origins.port['plain']}]
 do_not_decrypt = ["{host('passthrough')}"]
@@ -331,3 +347,16 @@ def test_agent_installs_the_inspection_ca_in_the_linux_trust_store(agent: AgentP
     assert system.returncode == 0, system.stdout + system.stderr
     code, out, err = curl(agent, f"https://{host('good')}:{origins.port['good']}/")
     assert code == 200 and "hello from good" in out, out + err
+
+
+def test_clamd_finds_what_the_builtin_signatures_do_not(agent: AgentProcess, broker: BrokerProcess,
+                                                        origins: TlsOrigins, clamd: Clamd | None) -> None:
+    if clamd is None:
+        pytest.skip(clamav.unavailable() or "clamd unavailable")
+    origins.files["report.bin"] = b"header\n" + clamav.CUSTOM_MARKER + b"\ntrailer\n"
+    status, out, _ = curl(agent, f"https://{host('good')}:{origins.port['good']}/file/report.bin",
+                          ca=inspection_ca(broker))
+    assert status == 403 and "malware-detected" in out, out
+    event = wait_audit(broker, lambda e: e.get("kind") == "http" and "report.bin" in e.get("extra", {}).get("url", ""),
+                       "the clamd block")
+    assert event["extra"]["malware"].startswith(clamav.CUSTOM_NAME)
