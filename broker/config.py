@@ -18,6 +18,7 @@ from typing import Any
 from broker.fair_share import Quota, parse_quotas
 from broker.identity_config import IdentityConfig, parse_identity_config
 from broker.inspection_config import InspectionConfig, parse_inspection
+from broker.lists_config import ListsConfig, parse_lists
 from broker.posture_profile import PostureConfig, parse_posture_config
 from ztcore.destinations import DestinationPolicy
 from ztcore.errors import ConfigError
@@ -66,6 +67,7 @@ class BrokerConfig:
     quotas: dict[str, Quota] | None = None            # [quotas.<tenant>] overrides
     m365: M365Source = M365Source()
     inspection: InspectionConfig = InspectionConfig()
+    lists: ListsConfig = ListsConfig()
 
     def quota(self, tenant: str) -> Quota:
         if self.quotas and tenant in self.quotas:
@@ -211,6 +213,7 @@ def parse_config(raw: Mapping[str, Any], data_dir: Path) -> BrokerConfig:
         default_quota=default_quota, quotas=quotas,
         m365=_m365(_table(raw, "m365")),
         inspection=parse_inspection(_table(raw, "inspection")),
+        lists=parse_lists(_table(raw, "lists")),
     )
 
 

@@ -22,6 +22,7 @@ from broker.runtime.inspection import InspectionService
 from broker.runtime.policy_service import PolicyService
 from broker.runtime.posture_service import PostureService
 from broker.runtime.routing_service import RoutingService
+from broker.runtime.web_lists import WebListsService
 from ztcore.audit import AuditEvent
 from ztcore.reasons import REASON_TEXT, Reason
 
@@ -53,6 +54,7 @@ class BrokerState:
     policy: PolicyService | None = None
     routing: RoutingService | None = None
     inspection: InspectionService | None = None
+    web_lists: WebListsService | None = None        # URL categories, IOC feeds, tenants' lists
     tenant_streams: dict[str, int] = field(default_factory=dict)   # fair share accounting
     tenant_buckets: dict[str, TokenBucket] = field(default_factory=dict)
 

@@ -22,7 +22,7 @@ from swg.dlp.scan import DetectorRule, DlpPolicy
 from swg.inspection import HttpRecord, InspectionSettings, TenantRestrictions
 from swg.runtime.clamd import ClamdClient
 from swg.runtime.content_scan import WholeBodyScanner
-from swg.runtime.interceptor import Interceptor
+from swg.runtime.interceptor import Interceptor, RequestCheck
 from swg.runtime.tls_intercept import LeafCache, client_context, connect_upstream
 from swg.signatures import BuiltinSignatures
 from swg.tls_leaf import CaKey
@@ -96,7 +96,8 @@ class InspectionService:
         return "sanitise" in stances or self.do_not_decrypt(tenant, host, port) is None
 
     async def open(self, host: str, port: int, addresses: list[str], *, sanitise: bool,
-                   on_record: Callable[[HttpRecord], None]) -> tuple[Decision | None, Interceptor | None, str]:
+                   on_record: Callable[[HttpRecord], None],
+                   check_request: RequestCheck | None = None) -> tuple[Decision | None, Interceptor | None, str]:
         """Connect upstream and build the interceptor: (a deny, None, "") when the upstream
         failed, else (None, interceptor, the address used)."""
         plain = port in self.config.plain_http_ports
@@ -110,7 +111,7 @@ class InspectionService:
         scan = self.scanner.with_settings(settings)
         interceptor = Interceptor(host=host, port=port, server_ctx=server_ctx, reader=upstream.reader,
                                   writer=upstream.writer, settings=settings, scan_whole=scan.scan,
-                                  on_record=on_record)
+                                  on_record=on_record, check_request=check_request)
         return None, interceptor, upstream.address
 
     def close(self) -> None:

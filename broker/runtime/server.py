@@ -41,11 +41,13 @@ from broker.runtime.posture_service import PostureService
 from broker.runtime.routing_service import RoutingService
 from broker.runtime.store import Store
 from broker.runtime.tunnel_server import BrokerState, TunnelConnection
+from broker.runtime.web_lists import WebListsService
 from broker.sessions import KeyRing, PreviousKey, SessionAuthority, SessionConfig
 from ztcore.errors import ConfigError
 
 log = logging.getLogger("sekimori.broker")
 HITS_EVERY_SECONDS = 10.0
+LISTS_EVERY_SECONDS = 2.0    # IOC feeds and tenants' lists: a change is in force within seconds
 REGISTRY_POLL_SECONDS = 0.25  # revocations, quarantines and stale posture act within a second
 
 
@@ -101,8 +103,11 @@ async def _poll_registry(store: Store, state: BrokerState, stop: asyncio.Event,
     """Devices, session revocations and policies: their three revisions, read in one query four
     times a second; what changed is reloaded (off the loop) and acted on."""
     sessions_revision = policy_revision = -1
-    hits_written = time.monotonic()
+    hits_written = lists_checked = time.monotonic()
     while not stop.is_set():
+        if state.web_lists is not None and time.monotonic() - lists_checked > LISTS_EVERY_SECONDS:
+            lists_checked = time.monotonic()
+            await asyncio.to_thread(state.web_lists.reload_if_changed)
         if state.policy is not None and time.monotonic() - hits_written > HITS_EVERY_SECONDS:
             hits_written = time.monotonic()
             with contextlib.suppress(OSError):
@@ -218,6 +223,8 @@ async def serve(config: BrokerConfig, *, stop: asyncio.Event | None = None,
     state.policy = PolicyService(store)
     await asyncio.to_thread(state.policy.reload_if_changed)
     state.routing = routing_service(config, store, state)
+    state.web_lists = WebListsService(config, store.list_tenants)
+    await asyncio.to_thread(state.web_lists.reload_if_changed)
     if config.inspection.enabled:
         state.inspection = inspection_service(config, state)
         state.routing.inspection_ca = cert_pem(state.inspection.ca_cert).decode("ascii")

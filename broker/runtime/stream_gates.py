@@ -16,6 +16,7 @@ from broker.policy.model import PolicyRequest, Zone
 from broker.runtime.metered_pipe import MeteredPipe
 from broker.runtime.policy_service import as_decision, local_time
 from broker.sessions import SessionDecision, still_valid
+from swg.web_verdict import WebVerdict, judge
 from ztcore.decision import Decision, deny
 from ztcore.principal import Principal
 from ztcore.reasons import Reason
@@ -48,6 +49,7 @@ class Flow:
     obligations: str = ""
     counted: bool = False     # holds one of its tenant's share of streams
     inspected: bool = False   # decrypted and passed through the content pipeline
+    web: WebVerdict | None = None   # IOC, categories and the tenant's lists for the host
     audited: bool = True      # False: routine agent traffic (an unchanged rules check, an
                               # events batch whose events are themselves audited)
 
@@ -92,6 +94,26 @@ class StreamGates:
         bucket = self.state.bucket(ident.tenant_id)
         return lambda: MeteredPipe(bucket, self.state.clock)
 
+    def _web_gate(self, flow: Flow) -> WebVerdict | None:
+        """IOCs, the tenant's lists and URL categories for the host (swg.web_verdict)."""
+        lists, ident = self.state.web_lists, self.identity
+        if lists is None or ident is None:
+            return None
+        flow.web = judge(lists.current, ident.tenant_id, flow.host)
+        return flow.web
+
+    def _address_gate(self, flow: Flow, addresses: list[str]) -> Decision | None:
+        """IOC addresses among those the name resolved to."""
+        lists, ident = self.state.web_lists, self.identity
+        if lists is None or ident is None:
+            return None
+        for address in addresses:
+            verdict = judge(lists.current, ident.tenant_id, flow.host, address=address)
+            if verdict.ioc is not None:
+                flow.web = verdict
+                return verdict.decision
+        return None
+
     def _policy_gate(self, flow: Flow) -> Decision | None:
         """The access policy's decision (guard, baseline, municipality, defaults) for this flow."""
         service, ident = self.state.policy, self.identity
@@ -102,6 +124,9 @@ class StreamGates:
         posture = self.state.posture.devices.get(ident.device_id) if self.state.posture else None
         principal = flow.principal
         weekday, minute = local_time(now)
+        web = self._web_gate(flow)
+        if web is not None and web.decision is not None:
+            return web.decision
         request = PolicyRequest(
             tenant=ident.tenant_id, user=principal.username if principal else None,
             groups=principal.groups if principal else frozenset(),
@@ -110,7 +135,8 @@ class StreamGates:
             device_id=ident.device_id, segment=Zone(device.segment if device else "internet"),
             posture_compliant=bool(posture and posture.verdict.compliant),
             posture_profile=posture.verdict.profile if posture and posture.verdict.compliant else None,
-            host=flow.host, port=flow.port, address=None, url_category=None,
+            host=flow.host, port=flow.port, address=None,
+            url_category=web.url_category if web is not None else None,
             source_address=self.peer_address, weekday=weekday, minute_of_day=minute)
         decided = service.decide(request)
         if decided is None:

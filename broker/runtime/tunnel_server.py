@@ -31,6 +31,7 @@ import socket
 import ssl
 import time
 from ipaddress import IPv4Address, IPv6Address, ip_address
+from urllib.parse import urlsplit
 
 import h2.events as ev
 from cryptography import x509
@@ -44,7 +45,8 @@ from broker.runtime.stream_gates import Flow, StreamGates
 from broker.runtime.tunnel_control import ControlRequests
 from broker.sessions import SessionDecision, thumbprint_of
 from swg.inspection import HttpRecord
-from swg.runtime.interceptor import Interceptor
+from swg.runtime.interceptor import Interceptor, RequestCheck
+from swg.web_verdict import judge
 from ztcore import h2tuning, headers
 from ztcore.audit import AuditEvent
 from ztcore.authority import AuthorityError, parse_authority
@@ -305,6 +307,9 @@ class TunnelConnection(StreamGates, ControlRequests, asyncio.Protocol):
         checked = check_addresses(addresses, policy)
         if not checked.allowed:
             return checked, None
+        refused = self._address_gate(flow, [str(a) for a in addresses])
+        if refused is not None:
+            return refused, None
         inspection, ident = self.state.inspection, self.identity
         # Without a policy in force the internet default applies: allowed, inspected.
         stances = flow.obligations if flow.policy is not None else "inspect"
@@ -313,7 +318,8 @@ class TunnelConnection(StreamGates, ControlRequests, asyncio.Protocol):
             refused, interceptor, used = await inspection.open(
                 authority.host, authority.port, [str(a) for a in addresses],
                 sanitise="sanitise" in flow.obligations.split(","),
-                on_record=lambda record: self._http_record(flow, record))
+                on_record=lambda record: self._http_record(flow, record),
+                check_request=self._request_check(ident.tenant_id, authority.host))
             flow.address, flow.inspected = used or None, interceptor is not None
             return (refused or allow()), interceptor
         last = deny(Reason.UPSTREAM_UNREACHABLE, status=502, detail=f"{authority} refused")
@@ -373,9 +379,22 @@ class TunnelConnection(StreamGates, ControlRequests, asyncio.Protocol):
             duration_seconds=round(time.monotonic() - flow.started_monotonic, 6),
             extra={k: v for k, v in (("rule", decision.rule_id or ""),
                                      ("obligations", flow.obligations),
-                                     ("inspected", "yes" if flow.inspected else "")) if v})
+                                     ("inspected", "yes" if flow.inspected else "")) if v}
+            | (flow.web.audit_extra() if flow.web is not None else {}))
         durable = self.state.audit.write(event)
         durable.add_done_callback(self._stream_recorded)
+
+    def _request_check(self, tenant: str, host: str) -> RequestCheck | None:
+        """Per inspected request: IOC URLs and URL categories with the path."""
+        lists = self.state.web_lists
+        if lists is None:
+            return None
+
+        def check(method: str, url: str, head: list[tuple[bytes, bytes]]) -> tuple[Decision | None, tuple[str, ...]]:
+            path = urlsplit(url).path or "/"
+            verdict = judge(lists.current, tenant, host, url=url, path=path)
+            return verdict.decision, ()
+        return check
 
     def _http_record(self, flow: Flow, record: HttpRecord) -> None:
         """One inspected request: its own audit event (kind `http`), with what the content

@@ -22,6 +22,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,7 +78,12 @@ def clamd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clamd | None]:
 def broker(tmp_path_factory: pytest.TempPathFactory, origins: TlsOrigins,
            clamd: Clamd | None) -> Iterator[BrokerProcess]:
     scanner = f'clamd = "{clamd.unix_address}"' if clamd is not None else ""
+    phishing = tmp_path_factory.mktemp("lists") / "phishing.txt"
+    phishing.write_text(f"# a one-host-per-line list\n{host('phish')}\n")
     inspection = f"""
+[lists]
+host_lists = {{ phishing = "{phishing}" }}
+
 [inspection]
 enabled = true
 {scanner}
@@ -89,7 +95,7 @@ whole_scan_bytes = 1048576
 allowed_tenants = ["city.example.lg.jp", "pref.example.lg.jp"]
 context_tenant_id = "5f0a3b1e-0000-4000-8000-000000000001"
 """
-    statics = {host(case): [HOST] for case in CASES}
+    statics = {host(case): [HOST] for case in (*CASES, "phish", "evil", "blocked")}
     statics["login.microsoftonline.com"] = [HOST]
     b = BrokerProcess(tmp_path_factory.mktemp("broker"), allowed_ports=list(origins.port.values()),
                       allowed_networks=[f"{HOST}/32"], static_hosts=statics,
@@ -360,3 +366,54 @@ def test_clamd_finds_what_the_builtin_signatures_do_not(agent: AgentProcess, bro
     event = wait_audit(broker, lambda e: e.get("kind") == "http" and "report.bin" in e.get("extra", {}).get("url", ""),
                        "the clamd block")
     assert event["extra"]["malware"].startswith(clamav.CUSTOM_NAME)
+
+
+def sekimori(broker: BrokerProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-P", "-m", "broker", *args, "--data-dir", str(broker.data_dir)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def eventually_status(agent: AgentProcess, url: str, ca: Path, want: int) -> tuple[int, str]:
+    import time
+    deadline = time.monotonic() + 15
+    while True:
+        status, out, _ = curl(agent, url, ca=ca)
+        if status == want or time.monotonic() > deadline:
+            return status, out
+        time.sleep(0.5)
+
+
+def test_iocs_categories_and_tenant_lists_block_with_reasons(agent: AgentProcess, broker: BrokerProcess,
+                                                             origins: TlsOrigins, tmp_path: Path) -> None:
+    port, ca = origins.port["good"], inspection_ca(broker)
+    # A category from a one-host-per-line list ([lists] host_lists), blocked by default.
+    status, out, _ = curl(agent, f"https://{host('phish')}:{port}/", ca=ca)
+    assert re.search(r"^sekimori-reason: url-category-blocked", out, re.M | re.I), out
+    event = wait_audit(broker, lambda e: e.get("destination") == f"{host('phish')}:{port}", "phishing")
+    assert event["extra"]["categories"] == "phishing"
+    # IOC feed from the prefecture's SOC: a domain and a URL prefix, refused with the feed's name.
+    feed = tmp_path / "soc-feed.csv"
+    feed.write_text("type,value,description\n"
+                    f"domain,{host('evil')},C2 server\n"
+                    f"url,https://{host('good')}:{port}/payload/,dropper path\n"
+                    "domain,not a domain!,broken row\n")
+    done = sekimori(broker, "ioc", "import", str(feed), "--tenant", "test-city")
+    assert done.returncode == 0 and "2 indicators loaded" in done.stdout, done.stdout + done.stderr
+    assert "bad: line 4" in done.stdout, done.stdout
+    status, out = eventually_status(agent, f"https://{host('evil')}:{port}/", ca, 403)
+    assert re.search(r"^sekimori-reason: ioc-match", out, re.M | re.I), out
+    status, out, _ = curl(agent, f"https://{host('good')}:{port}/payload/x.exe", ca=ca)
+    assert status == 403 and "ioc-match" in out and "soc-feed" in out, out   # the block page
+    status, out, _ = curl(agent, f"https://{host('good')}:{port}/", ca=ca)
+    assert status == 200
+    # The municipality's own block list.
+    done = sekimori(broker, "lists", "block", host("blocked"), "--tenant", "test-city")
+    assert done.returncode == 0, done.stdout + done.stderr
+    status, out = eventually_status(agent, f"https://{host('blocked')}:{port}/", ca, 403)
+    assert re.search(r"^sekimori-reason: url-category-blocked", out, re.M | re.I), out
+    check = sekimori(broker, "lists", "check", f"https://{host('evil')}/", "--tenant", "test-city")
+    assert "ioc-match" in check.stdout and "soc-feed" in check.stdout, check.stdout + check.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"type": "not-a-bundle"}')
+    refused = sekimori(broker, "ioc", "import", str(bad), "--tenant", "test-city")
+    assert refused.returncode != 0 and "refused" in refused.stdout + refused.stderr
