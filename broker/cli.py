@@ -17,7 +17,7 @@ from rich.table import Table
 from broker.devices import validate_tenant_id
 from broker.enrolment import DEFAULT_CODE_TTL_SECONDS, format_code, hash_code, parse_duration
 from broker.identity_cli import admin_account_app, admin_app, session_app, user_app
-from broker.lists_cli import ioc_app, lists_app
+from broker.lists_cli import ioc_app, lists_app, unblock_app
 from broker.policy_cli import actor as policy_actor
 from broker.policy_cli import policy_app
 from broker.routing_cli import device_override, m365_app, routing_app
@@ -46,6 +46,7 @@ app.add_typer(m365_app, name="m365")
 app.add_typer(routing_app, name="routing")
 app.add_typer(ioc_app, name="ioc")
 app.add_typer(lists_app, name="lists")
+app.add_typer(unblock_app, name="unblock")
 device_app.command("override")(device_override)
 # Logs and CI are not terminals: rich would wrap at 80 columns and cut the demo table.
 console = Console(width=None if sys.stdout.isatty() else 120)

@@ -5,6 +5,7 @@ seconds (it watches the files); a bad feed is refused here and never reaches it.
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -14,8 +15,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from broker.policy_cli import DEFAULT_DIR, DataDir, _fail, _store
+from broker.policy_cli import DEFAULT_DIR, DataDir, _fail, _store, actor
 from broker.runtime.datadir import load_config
+from broker.runtime.store import StoreError
 from broker.runtime.web_lists import (
     FEED_NAME,
     WebListsService,
@@ -32,7 +34,9 @@ from ztcore.errors import ConfigError
 
 ioc_app = typer.Typer(no_args_is_help=True, help="IOC feeds (domains, addresses, URLs, SHA-256).")
 lists_app = typer.Typer(no_args_is_help=True, help="URL categories and a tenant's allow/block lists.")
-console = Console()
+unblock_app = typer.Typer(no_args_is_help=True, help="Unblock requests from the block page.")
+# Logs and CI are not terminals: rich would wrap the tables at 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 160)
 Tenant = Annotated[str, typer.Option(help="The tenant (a prefecture's feeds apply to its municipalities)")]
 
 
@@ -153,3 +157,48 @@ def lists_check(url: Annotated[str, typer.Argument(help="A host or URL")], tenan
     else:
         d = verdict.decision
         console.print(f"[red]blocked[/red]: {d.reason.value} — {d.message_ja} / {d.message_en} ({d.detail})")
+
+
+@unblock_app.command("list")
+def unblock_list(tenant: Annotated[Optional[str], typer.Option()] = None,
+                 status: Annotated[Optional[str], typer.Option(help="pending, approved or denied")] = "pending",
+                 data_dir: DataDir = DEFAULT_DIR) -> None:
+    """Requests staff sent from the block page (pending ones by default; --status '' for all)."""
+    with _store(data_dir) as store:
+        rows = store.list_unblock_requests(tenant, status or None)
+    table = Table("id", "tenant", "when", "user / device", "host", "blocked for", "why", "status")
+    for r in rows:
+        state = r.status if r.expires_at is None else (
+            f"{r.status} until {time.strftime('%m-%d %H:%M', time.localtime(r.expires_at))}")
+        table.add_row(str(r.id), r.tenant_id, time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created_at)),
+                      r.username or (r.device_id or "")[:8], r.host, r.reason_code, r.justification[:60],
+                      state)
+    console.print(table)
+
+
+def _decide(request_id: int, approve: bool, minutes: int, note: str, data_dir: Path) -> None:
+    with _store(data_dir) as store:
+        try:
+            done = store.decide_unblock(request_id, approve=approve, minutes=minutes, actor=actor(),
+                                        note=note, now=time.time())
+        except StoreError as exc:
+            raise _fail(str(exc)) from None
+    if approve:
+        until = time.strftime("%Y-%m-%d %H:%M", time.localtime(done.expires_at or 0))
+        console.print(f"[green]approved[/green]: {done.host} is allowed for {done.tenant_id} until {until} "
+                      "(past category and list blocks; never past IOC, DLP or malware blocks)")
+    else:
+        console.print(f"denied: request {done.id} for {done.host}")
+
+
+@unblock_app.command("approve")
+def unblock_approve(request_id: int, minutes: Annotated[int, typer.Option(min=1, max=30 * 24 * 60)] = 60,
+                    note: str = "", data_dir: DataDir = DEFAULT_DIR) -> None:
+    """Approve a pending request: its host is allowed for the tenant for --minutes."""
+    _decide(request_id, True, minutes, note, data_dir)
+
+
+@unblock_app.command("deny")
+def unblock_deny(request_id: int, note: str = "", data_dir: DataDir = DEFAULT_DIR) -> None:
+    """Deny a pending request."""
+    _decide(request_id, False, 0, note, data_dir)

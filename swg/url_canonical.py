@@ -21,6 +21,7 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://").match
 _PERCENT = re.compile(r"%([0-9A-Fa-f]{2})")
+_LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]").search
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
@@ -78,7 +79,10 @@ def _escapes(part: str) -> str:
         char = chr(int(match.group(1), 16))
         return char if char in _UNRESERVED else "%" + match.group(1).upper()
 
-    part = _PERCENT.sub(one, part) if "%" in part else part
+    if "%" in part:
+        # A '%' that starts no escape is itself escaped first, so that decoding a neighbour
+        # cannot make a new escape of it (`%a%41` → `%25aA`, not `%aA`, which reads as `%AA`).
+        part = _PERCENT.sub(one, _LONE_PERCENT.sub("%25", part))
     if part.isascii():
         return part
     return "".join(c if c.isascii() else "".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogatepass"))

@@ -28,6 +28,7 @@ from starlette.concurrency import run_in_threadpool
 
 from broker.admin_auth import AdminIdentity, can_read, can_write, verify_password, visible_tenants
 from broker.api.admin_routing import add_routing_routes
+from broker.api.admin_unblock import add_unblock_routes
 from broker.enrolment import format_code, hash_code
 from broker.policy.engine import compile_policy, decide
 from broker.policy.explain import explain
@@ -420,4 +421,5 @@ def admin_router(api: AdminApi) -> APIRouter:
             or r.tenant_id is not None and can_read(admin, r.tenant_id, parents)]})
 
     add_routing_routes(router, api, scoped, who, changed, refusal)
+    add_unblock_routes(router, api, scoped, changed, refusal)
     return router

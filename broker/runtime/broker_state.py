@@ -55,6 +55,7 @@ class BrokerState:
     routing: RoutingService | None = None
     inspection: InspectionService | None = None
     web_lists: WebListsService | None = None        # URL categories, IOC feeds, tenants' lists
+    record_unblock: Callable[..., int] | None = None  # Store.add_unblock_request
     tenant_streams: dict[str, int] = field(default_factory=dict)   # fair share accounting
     tenant_buckets: dict[str, TokenBucket] = field(default_factory=dict)
 

@@ -28,8 +28,11 @@ from swg.signatures import BuiltinSignatures
 from swg.tls_leaf import CaKey
 from ztcore.breakout import BreakoutMatcher, BreakoutRule, BreakoutRules, RuleSource
 from ztcore.decision import Decision
+from ztcore.reasons import Reason
 
 log = logging.getLogger("sekimori.inspect")
+# Refusals shown as a block page inside the site's own TLS session.
+PAGE_REASONS = frozenset({Reason.IOC_MATCH, Reason.URL_CATEGORY_BLOCKED, Reason.POLICY_DENIED})
 
 
 def _rule(threshold: int) -> DetectorRule | None:
@@ -113,6 +116,19 @@ class InspectionService:
                                   writer=upstream.writer, settings=settings, scan_whole=scan.scan,
                                   on_record=on_record, check_request=check_request)
         return None, interceptor, upstream.address
+
+    def block_page(self, host: str, port: int, refusal: Decision,
+                   on_record: Callable[[HttpRecord], None]) -> Interceptor | None:
+        """A site refused before connecting (IOC, category, policy), answered with the block page
+        over a leaf for its name instead of a failed CONNECT that browsers show as a bare error.
+        None where it cannot be shown (a do-not-decrypt host: a pinned app would refuse the leaf)."""
+        if not self.config.enabled or refusal.reason not in PAGE_REASONS:
+            return None
+        plain = port in self.config.plain_http_ports
+        server_ctx = None if plain else self.leaves.context_for(host, None)
+        return Interceptor(host=host, port=port, server_ctx=server_ctx, reader=None, writer=None,
+                           settings=self.settings, scan_whole=self.scanner.scan, on_record=on_record,
+                           refusal=refusal)
 
     def close(self) -> None:
         self.leaves.close()

@@ -223,7 +223,8 @@ async def serve(config: BrokerConfig, *, stop: asyncio.Event | None = None,
     state.policy = PolicyService(store)
     await asyncio.to_thread(state.policy.reload_if_changed)
     state.routing = routing_service(config, store, state)
-    state.web_lists = WebListsService(config, store.list_tenants)
+    state.web_lists = WebListsService(config, store.list_tenants, unblocks=store.active_unblocks)
+    state.record_unblock = store.add_unblock_request
     await asyncio.to_thread(state.web_lists.reload_if_changed)
     if config.inspection.enabled:
         state.inspection = inspection_service(config, state)

@@ -43,6 +43,7 @@ from broker.runtime.policy_store import PolicyRecords
 from broker.runtime.posture_store import PostureRecords
 from broker.runtime.routing_store import RoutingRecords
 from broker.runtime.tables import METADATA, StoreError, devices, enrolment_codes, meta, tenants
+from broker.runtime.unblock_store import UnblockRecords
 from ztcore.errors import ConfigError
 
 __all__ = ["METADATA", "Store", "StoreError", "engine_url"]
@@ -78,7 +79,7 @@ def engine_url(url: str) -> URL:
     raise ConfigError(f"store url: {shown!r} is not supported; use sqlite:/// or postgresql://")
 
 
-class Store(IdentityRecords, PostureRecords, PolicyRecords, AdminRecords, RoutingRecords):
+class Store(IdentityRecords, PostureRecords, PolicyRecords, AdminRecords, RoutingRecords, UnblockRecords):
     """Tenants, enrolment codes, devices, TOTP factors and login sessions in one SQL database."""
 
     def __init__(self, url: str) -> None:

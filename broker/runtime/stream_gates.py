@@ -50,6 +50,7 @@ class Flow:
     counted: bool = False     # holds one of its tenant's share of streams
     inspected: bool = False   # decrypted and passed through the content pipeline
     web: WebVerdict | None = None   # IOC, categories and the tenant's lists for the host
+    refused_with_page: Decision | None = None   # refused, answered with the block page in TLS
     audited: bool = True      # False: routine agent traffic (an unchanged rules check, an
                               # events batch whose events are themselves audited)
 

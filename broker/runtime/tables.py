@@ -176,4 +176,22 @@ tenant_routing = sa.Table(
     sa.Column("updated_at", sa.Double(), nullable=False),
     sa.Column("updated_by", sa.String(200), nullable=False),
 )
+unblock_requests = sa.Table(
+    "unblock_requests", _md,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("tenant_id", sa.String(63), sa.ForeignKey("tenants.id"), nullable=False, index=True),
+    sa.Column("device_id", sa.String(64), nullable=True),
+    sa.Column("username", sa.String(256), nullable=True),
+    sa.Column("host", sa.String(253), nullable=False),
+    sa.Column("url", sa.String(2048), nullable=False),
+    sa.Column("reason_code", sa.String(64), nullable=False),       # the block's machine reason
+    sa.Column("request_id", sa.String(32), nullable=False),        # of the blocked request
+    sa.Column("justification", sa.String(1000), nullable=False),
+    sa.Column("created_at", sa.Double(), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),            # pending / approved / denied
+    sa.Column("decided_by", sa.String(200), nullable=True),
+    sa.Column("decided_at", sa.Double(), nullable=True),
+    sa.Column("expires_at", sa.Double(), nullable=True),           # of an approval
+    sa.Column("note", sa.String(500), nullable=True),
+)
 METADATA: Final = _md

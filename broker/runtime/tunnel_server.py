@@ -296,6 +296,10 @@ class TunnelConnection(StreamGates, ControlRequests, asyncio.Protocol):
         refused = self._posture_gate(authority.host, authority.port)
         if refused is None:
             refused = self._policy_gate(flow)
+            if refused is not None and check_port(authority, policy) is None:
+                page = self._block_page(flow, refused)
+                if page is not None:
+                    return allow(), page
         if refused is None:
             refused = check_port(authority, policy)
         if refused is not None:
@@ -361,7 +365,8 @@ class TunnelConnection(StreamGates, ControlRequests, asyncio.Protocol):
             flow.counted = False
             counts = self.state.tenant_streams
             counts[self.identity.tenant_id] = counts.get(self.identity.tenant_id, 1) - 1
-        decision = flow.decision or deny(Reason.REQUEST_INVALID, detail="stream ended before a decision")
+        decision = flow.refused_with_page or flow.decision or deny(
+            Reason.REQUEST_INVALID, detail="stream ended before a decision")
         if not flow.audited and decision.allowed:
             self.state.streams_open -= 1
             return
@@ -384,6 +389,18 @@ class TunnelConnection(StreamGates, ControlRequests, asyncio.Protocol):
         durable = self.state.audit.write(event)
         durable.add_done_callback(self._stream_recorded)
 
+    def _block_page(self, flow: Flow, refusal: Decision) -> Interceptor | None:
+        inspection, ident = self.state.inspection, self.identity
+        if inspection is None or ident is None:
+            return None
+        if inspection.do_not_decrypt(ident.tenant_id, flow.host, flow.port) is not None:
+            return None
+        page = inspection.block_page(flow.host, flow.port, refusal,
+                                     lambda record: self._http_record(flow, record))
+        if page is not None:
+            flow.refused_with_page = refusal
+        return page
+
     def _request_check(self, tenant: str, host: str) -> RequestCheck | None:
         """Per inspected request: IOC URLs and URL categories with the path."""
         lists = self.state.web_lists
@@ -400,7 +417,7 @@ class TunnelConnection(StreamGates, ControlRequests, asyncio.Protocol):
         """One inspected request: its own audit event (kind `http`), with what the content
         pipeline found (counts and names, never the values)."""
         ident, decision = self.identity, record.decision
-        extra = record.audit_extra()
+        extra = record.audit_extra() | (flow.web.audit_extra() if flow.web is not None else {})
         if record.unblock_request is not None:
             extra.update({f"unblock_{k}": v for k, v in record.unblock_request.items()})
         event = AuditEvent(
@@ -413,6 +430,22 @@ class TunnelConnection(StreamGates, ControlRequests, asyncio.Protocol):
             detail=decision.detail or None, bytes_up=record.bytes_up, bytes_down=record.bytes_down,
             extra=extra)
         self.state.audit.write(event).add_done_callback(_logged_if_lost)
+        if record.unblock_request is not None and ident is not None and self.state.record_unblock:
+            self.loop.create_task(self._store_unblock(ident.tenant_id, ident.device_id, flow, record))
+
+    async def _store_unblock(self, tenant: str, device: str, flow: Flow, record: HttpRecord) -> None:
+        asked = record.unblock_request or {}
+        url = asked.get("url") or record.url
+        host = flow.host.lower()   # the site the form was posted on, not what the form says
+        try:
+            assert self.state.record_unblock is not None
+            await asyncio.to_thread(
+                self.state.record_unblock, tenant_id=tenant, device_id=device, username=flow.user,
+                host=host, url=url, reason_code=asked.get("reason_code", ""),
+                request_id=asked.get("request_id", ""), justification=asked.get("justification", ""),
+                now=self.state.clock())
+        except Exception:  # the audit event above already holds the request
+            log.exception("unblock request of %s not stored", tenant)
 
     def _stream_recorded(self, future: asyncio.Future[None]) -> None:
         self.state.streams_open -= 1

@@ -93,6 +93,8 @@ class WebListsService:
     config: BrokerConfig
     tenants: Callable[[], list[Tenant]]
     clock: Callable[[], float] = time.time
+    # (tenant, host, expires_at) of approved unblock requests: allowed past category blocks
+    unblocks: Callable[[float], list[tuple[str, str, float]]] | None = None
     current: WebLists = field(default_factory=WebLists)
     problems: list[str] = field(default_factory=list)
     _categories: tuple[str, CategoryIndex] = ("", EMPTY_INDEX)
@@ -126,12 +128,13 @@ class WebListsService:
         try:
             tenants = self.tenants()
             category_files, own = self._files(tenants)
+            approved = sorted(self.unblocks(self.clock())) if self.unblocks is not None else []
             signature = _signature(category_files + own) + ",".join(
-                f"{t.id}>{t.parent or ''}" for t in tenants)
+                f"{t.id}>{t.parent or ''}" for t in tenants) + repr(approved)
             if signature == self._signature:
                 return False
             categories = self._load_categories(_signature(category_files))
-            self.current = self._build(tenants, categories, signature[:16])
+            self.current = self._build(tenants, categories, signature[:16], approved)
             self._signature = signature
             self.problems = []
             return True
@@ -155,7 +158,8 @@ class WebListsService:
         self._categories = (signature, index)
         return index
 
-    def _build(self, tenants: list[Tenant], categories: CategoryIndex, version: str) -> WebLists:
+    def _build(self, tenants: list[Tenant], categories: CategoryIndex, version: str,
+               approved: list[tuple[str, str, float]]) -> WebLists:
         now = self.clock()
         feeds: dict[str, list[ParsedFeed]] = {}
         custom: dict[str, TenantLists] = {}
@@ -167,6 +171,10 @@ class WebListsService:
             path = custom_path(self.config, tenant.id)
             if path.exists():
                 custom[tenant.id] = load_custom(path)
+        for tenant_id, host, _ in approved:
+            current = custom.get(tenant_id, TenantLists())
+            if host not in current.allow:
+                custom[tenant_id] = TenantLists((*current.allow, host), current.block)
         parents = {t.id: t.parent for t in tenants}
         iocs = {}
         for tenant in tenants:

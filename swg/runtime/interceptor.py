@@ -78,10 +78,13 @@ class _Blocked(Exception):
 
 class Interceptor:
     def __init__(self, *, host: str, port: int, server_ctx: ssl.SSLContext | None,
-                 reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 reader: asyncio.StreamReader | None, writer: asyncio.StreamWriter | None,
                  settings: InspectionSettings, scan_whole: WholeScan,
                  on_record: Callable[[HttpRecord], None],
-                 check_request: RequestCheck | None = None) -> None:
+                 check_request: RequestCheck | None = None,
+                 refusal: Decision | None = None) -> None:
+        """`refusal`: no upstream at all; every request gets the block page for this decision
+        (a site refused before connecting, shown a readable page instead of a failed CONNECT)."""
         self.session: TunnelSession | None = None
         self.stream_id = 0
         self.host, self.port = host, port
@@ -89,6 +92,7 @@ class Interceptor:
         self.settings, self.scan_whole, self.on_record = settings, scan_whole, on_record
         self.check_request = check_request
         self._reader, self._writer = reader, writer
+        self.refusal = refusal
         self._tls: ssl.SSLObject | None = None
         if server_ctx is not None:
             self._in_bio, self._out_bio = ssl.MemoryBIO(), ssl.MemoryBIO()
@@ -215,6 +219,7 @@ class Interceptor:
             if event is not h11.NEED_DATA:
                 return event
             await self._may_send.wait()  # the client cannot take more: stop reading upstream
+            assert self._reader is not None
             try:
                 self._upstream.receive_data(await self._reader.read(READ_BYTES))
             except (ConnectionError, ssl.SSLError) as exc:
@@ -231,6 +236,7 @@ class Interceptor:
     async def _send_upstream(self, event: h11.Event) -> None:
         data = self._upstream.send(event)
         if data:
+            assert self._writer is not None
             self._writer.write(data)
             await self._writer.drain()
 
@@ -280,6 +286,8 @@ class Interceptor:
         try:
             if method == "POST" and target.split("?", 1)[0] == UNBLOCK_PATH:
                 return await self._unblock_request(request, record)
+            if self.refusal is not None:
+                raise _Blocked(self.refusal, head_sent=False)
             if self.check_request is not None:
                 refused, sigs = self.check_request(method, url, list(request.headers))
                 record.signatures = sigs
@@ -328,7 +336,7 @@ class Interceptor:
                                                 upload=True, ctype=ctype, filename=filename,
                                                 record=record)
         except _Blocked as blocked:
-            if blocked.head_sent:
+            if blocked.head_sent and self._writer is not None:
                 self._writer.transport.abort()   # the upstream never gets a complete request
             raise _Blocked(blocked.decision, head_sent=False) from None
         return await self._respond(request, url, record)
@@ -532,7 +540,7 @@ class Interceptor:
 
     def _finish(self) -> None:
         """The exchange loop is over: close the upstream and end the client's stream."""
-        if not self._writer.is_closing():
+        if self._writer is not None and not self._writer.is_closing():
             self._writer.close()
         if self._closed or self.session is None:
             return
@@ -550,7 +558,7 @@ class Interceptor:
         self._closed = True
         self._wake.set()
         self._may_send.set()
-        if not self._writer.is_closing():
+        if self._writer is not None and not self._writer.is_closing():
             self._writer.transport.abort()
         if not self._task.done():
             self._task.cancel()

@@ -57,7 +57,7 @@ def host(case: str) -> str:
 @pytest.fixture(scope="module")
 def origins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsOrigins]:
     names = {case: [host(case)] for case in CASES}
-    names["good"] = [host("good"), f"www.{host('good')}", "login.microsoftonline.com"]
+    names["good"] = [host("good"), f"www.{host('good')}", "login.microsoftonline.com", host("phish")]
     o = TlsOrigins(tmp_path_factory.mktemp("tls-origins"), names)
     yield o
     o.close()
@@ -389,7 +389,9 @@ def test_iocs_categories_and_tenant_lists_block_with_reasons(agent: AgentProcess
     # A category from a one-host-per-line list ([lists] host_lists), blocked by default.
     status, out, _ = curl(agent, f"https://{host('phish')}:{port}/", ca=ca)
     assert re.search(r"^sekimori-reason: url-category-blocked", out, re.M | re.I), out
-    event = wait_audit(broker, lambda e: e.get("destination") == f"{host('phish')}:{port}", "phishing")
+    event = wait_audit(broker, lambda e: e.get("destination") == f"{host('phish')}:{port}"
+                       and e.get("kind") == "stream", "phishing")
+    assert event["reason"] == "url-category-blocked"
     assert event["extra"]["categories"] == "phishing"
     # IOC feed from the prefecture's SOC: a domain and a URL prefix, refused with the feed's name.
     feed = tmp_path / "soc-feed.csv"
@@ -417,3 +419,40 @@ def test_iocs_categories_and_tenant_lists_block_with_reasons(agent: AgentProcess
     bad.write_text('{"type": "not-a-bundle"}')
     refused = sekimori(broker, "ioc", "import", str(bad), "--tenant", "test-city")
     assert refused.returncode != 0 and "refused" in refused.stdout + refused.stderr
+
+
+def test_refused_sites_get_the_block_page_and_an_approved_unblock_request_opens_them(
+        agent: AgentProcess, broker: BrokerProcess, origins: TlsOrigins) -> None:
+    """A category block shown as a page inside the site's TLS (a browser shows nothing readable
+    for a refused CONNECT); its unblock form is stored; the admin approves it for 30 minutes and
+    the site opens; the CLI lists the request as approved."""
+    port, ca = origins.port["good"], inspection_ca(broker)
+    url = f"https://{host('phish')}:{port}/"
+    status, out, _ = curl(agent, url, "-H", "accept: text/html", ca=ca)
+    assert status == 403 and "url-category-blocked" in out and "unblock-request" in out, out
+    request_id = re.search(r"^sekimori-request-id: (\w+)", out, re.M | re.I)
+    assert request_id, out
+    status, out, _ = curl(agent, f"https://{host('phish')}:{port}/.sekimori/unblock-request", ca=ca,
+                          *("--data-urlencode", f"request_id={request_id.group(1)}",
+                            "--data-urlencode", f"url={url}", "--data-urlencode", "reason_code=url-category-blocked",
+                            "--data-urlencode", "justification=県の防災訓練サイトです"))
+    assert status == 200 and "Request received" in out, out
+    import time
+    deadline = time.monotonic() + 10
+    def mine() -> list[Any]:
+        return [r for r in broker.store.list_unblock_requests("test-city", "pending") if r.host == host("phish")]
+    while time.monotonic() < deadline and not mine():
+        time.sleep(0.1)
+    [pending] = mine()
+    assert pending.host == host("phish") and pending.justification == "県の防災訓練サイトです"
+    assert pending.reason_code == "url-category-blocked" and pending.request_id == request_id.group(1)
+    done = sekimori(broker, "unblock", "approve", str(pending.id), "--minutes", "30")
+    assert done.returncode == 0 and "approved" in done.stdout, done.stdout + done.stderr
+    status, out = eventually_status(agent, url, ca, 200)
+    assert status == 200 and "hello from good" in out, out   # the phish name is served by the good origin
+    listed = sekimori(broker, "unblock", "list", "--status", "approved")
+    assert host("phish") in listed.stdout and "approved until" in listed.stdout, listed.stdout
+    api = broker.store.get_unblock_request(pending.id)
+    assert api is not None and api.decided_by and api.decided_by.startswith("cli:")
+    again = sekimori(broker, "unblock", "approve", str(pending.id))
+    assert again.returncode != 0 and "already approved" in again.stdout + again.stderr

@@ -18,8 +18,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent import identity
-from ztcore.blockpage import render_block
 from agent.pac import render_pac
+from ztcore.blockpage import render_block
 from ztcore.decision import deny
 from ztcore.reasons import REASON_TEXT, Reason
 
