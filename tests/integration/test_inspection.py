@@ -91,6 +91,7 @@ upstream_ca_file = "{origins.ca_path}"
 plain_http_ports = [80, {origins.port['plain']}]
 do_not_decrypt = ["{host('passthrough')}"]
 whole_scan_bytes = 1048576
+sanitise_downloads = true
 [inspection.tenant_restrictions]
 allowed_tenants = ["city.example.lg.jp", "pref.example.lg.jp"]
 context_tenant_id = "5f0a3b1e-0000-4000-8000-000000000001"
@@ -456,3 +457,30 @@ def test_refused_sites_get_the_block_page_and_an_approved_unblock_request_opens_
     assert api is not None and api.decided_by and api.decided_by.startswith("cli:")
     again = sekimori(broker, "unblock", "approve", str(pending.id))
     assert again.returncode != 0 and "already approved" in again.stdout + again.stderr
+
+
+def test_downloads_are_sanitised_docm_to_docx_and_pdf_without_javascript(
+        agent: AgentProcess, broker: BrokerProcess, origins: TlsOrigins, tmp_path: Path) -> None:
+    import docx  # python-docx: an independent reader
+
+    from tests.unit.swg.content_samples import active_pdf, decompressed_streams, poppler
+    from tests.unit.swg.test_content_sanitise import docm
+    origins.files["minutes.docm"] = docm("議事録 第3回")
+    origins.files["report.pdf"] = active_pdf("Quarterly report page one")
+    base = f"https://{host('good')}:{origins.port['good']}/file/"
+    got = tmp_path / "minutes"
+    status, out, _ = curl(agent, base + "minutes.docm", "-o", str(got), ca=inspection_ca(broker))
+    assert status == 200 and 'filename="minutes.docx"' in out, out
+    with zipfile.ZipFile(got) as z:
+        assert not [n for n in z.namelist() if "vbaProject" in n]
+    assert "議事録 第3回" in [p.text for p in docx.Document(str(got)).paragraphs]
+    event = wait_audit(broker, lambda e: "minutes.docm" in e.get("extra", {}).get("url", ""), "the docm")
+    assert "vbaProject" in event["extra"]["sanitised"]
+    pdf = tmp_path / "report.pdf"
+    status, out, _ = curl(agent, base + "report.pdf", "-o", str(pdf), ca=inspection_ca(broker))
+    assert status == 200, out
+    cleaned = pdf.read_bytes()
+    assert b"/JavaScript" not in decompressed_streams(cleaned) and b"/OpenAction" not in cleaned
+    checked = poppler("pdfinfo", cleaned)
+    if checked is not None:
+        assert checked.returncode == 0, checked.stderr
