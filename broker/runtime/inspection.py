@@ -9,6 +9,7 @@ stream an interceptor with a leaf minted from the inspection CA.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -112,9 +113,16 @@ class InspectionService:
         server_ctx = None if plain else self.leaves.context_for(host, upstream.certificate)
         settings = self.sanitising if sanitise else self.settings
         scan = self.scanner.with_settings(settings)
+        client_ctx = None if plain else self.client_ctx
+
+        async def connect() -> tuple[Decision | None, tuple[asyncio.StreamReader, asyncio.StreamWriter] | None]:
+            refused, more = await connect_upstream(host, port, addresses, client_ctx,
+                                                   self.connect_timeout_seconds)
+            return refused, (more.reader, more.writer) if more is not None else None
+
         interceptor = Interceptor(host=host, port=port, server_ctx=server_ctx, reader=upstream.reader,
                                   writer=upstream.writer, settings=settings, scan_whole=scan.scan,
-                                  on_record=on_record, check_request=check_request)
+                                  on_record=on_record, check_request=check_request, connect=connect)
         return None, interceptor, upstream.address
 
     def block_page(self, host: str, port: int, refusal: Decision,

@@ -14,7 +14,7 @@ from swg.content.sanitise import sanitise
 from swg.content.verdict import scan_content
 from swg.inspection import InspectionSettings, block_decision
 from swg.runtime.clamd import ClamdClient
-from swg.runtime.interceptor import BodyVerdict
+from swg.runtime.exchange import BodyVerdict
 from ztcore.decision import deny
 from ztcore.reasons import Reason
 

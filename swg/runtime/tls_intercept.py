@@ -28,7 +28,8 @@ from swg.tls_leaf import DEFAULT_LEAF_VALIDITY_SECONDS, CaKey, mint_leaf
 from ztcore.decision import Decision, deny
 from ztcore.reasons import Reason
 
-ALPN = ["http/1.1"]
+ALPN = ["http/1.1"]            # towards the origin
+LEAF_ALPN = ["h2", "http/1.1"]  # towards the client
 
 
 @dataclass
@@ -120,7 +121,7 @@ class LeafCache:
         self.minted += 1
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.set_alpn_protocols(ALPN)
+        ctx.set_alpn_protocols(LEAF_ALPN)
         chain = os.path.join(self._dir, f"leaf-{self.minted}.pem")
         with open(chain, "wb") as f:
             f.write(leaf.public_bytes(serialization.Encoding.PEM))

@@ -484,3 +484,67 @@ def test_downloads_are_sanitised_docm_to_docx_and_pdf_without_javascript(
     checked = poppler("pdfinfo", cleaned)
     if checked is not None:
         assert checked.returncode == 0, checked.stderr
+
+
+@pytest.mark.parametrize("flag, version", [("--http1.1", "1.1"), ("--http2", "2")])
+def test_clients_speak_http1_or_http2_to_the_inspecting_broker(
+        agent: AgentProcess, broker: BrokerProcess, origins: TlsOrigins, tmp_path: Path,
+        flag: str, version: str) -> None:
+    """curl negotiates HTTP/1.1 or HTTP/2 (ALPN) with our leaf; the origin speaks HTTP/1.1.
+    Several requests on one connection, a DLP block on one stream of an HTTP/2 connection
+    leaves the others working."""
+    port, ca = origins.port["good"], inspection_ca(broker)
+    base = f"https://{host('good')}:{port}"
+    form = tmp_path / "form.txt"
+    form.write_text(f"番号 {valid_mynumber()}\n")
+    common = ["-sS", "--cacert", str(ca), "-x", agent.proxy, flag, "-w", "\n%{http_version} %{response_code}\n"]
+    out = subprocess.run([require_curl(), *common, f"{base}/", "--next", *common, f"{base}/headers",
+                          "--next", *common, "--data-binary", f"@{form}", f"{base}/upload"],
+                         capture_output=True, text=True, timeout=60)
+    lines = out.stdout.splitlines()
+    codes = [line for line in lines if re.fullmatch(r"[0-9.]+ \d{3}", line)]
+    assert codes == [f"{version} 200", f"{version} 200", f"{version} 403"], out.stdout + out.stderr
+    assert "hello from good" in out.stdout and "dlp-mynumber" in out.stdout
+
+
+def test_chromium_through_the_inspecting_broker(agent: AgentProcess, broker: BrokerProcess,
+                                                origins: TlsOrigins, tmp_path: Path) -> None:
+    """A real browser (HTTP/2 to our leaf, trusted by the inspection CA's key) gets the site, and
+    the bilingual block page with its unblock button for a refused one."""
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        pytest.skip(f"Chromium is not installed ({chromium}; apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed")
+    import base64
+    import hashlib
+
+    from cryptography.hazmat.primitives import serialization
+    ca = x509.load_pem_x509_certificate(inspection_ca(broker).read_bytes())
+    spki = base64.b64encode(hashlib.sha256(ca.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).digest()).decode()
+    flags = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--disable-quic",
+             "--disable-background-networking", "--disable-component-update",
+             f"--proxy-server={agent.proxy}", f"--ignore-certificate-errors-spki-list={spki}"]
+    port = origins.port["good"]
+    done = sekimori(broker, "lists", "block", host("blocked"), "--tenant", "test-city")
+    assert done.returncode == 0, done.stdout + done.stderr
+    eventually_status(agent, f"https://{host('blocked')}:{port}/", inspection_ca(broker), 403)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(chromium), args=flags)
+        try:
+            page = browser.new_page()
+            response = page.goto(f"https://{host('good')}:{port}/", timeout=20_000)
+            assert response is not None and response.status == 200
+            assert "hello from good" in page.content()
+            page.goto(f"https://{host('blocked')}:{port}/", timeout=20_000)
+            assert "アクセスが遮断されました" in page.content() and "url-category-blocked" in page.content()
+            assert page.locator("#unblock-request").count() == 1
+            page.screenshot(path=str(tmp_path / "block-page.png"))
+        finally:
+            browser.close()
+    event = wait_audit(broker, lambda e: e.get("kind") == "http" and host("good") in e.get("extra", {}).get("url", "")
+                       and e.get("extra", {}).get("status") == "200", "Chromium's request")
+    assert event["decision"] == "allow"
