@@ -8,7 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
 CORES = ["ztcore", "broker/pki.py", "broker/config.py", "broker/registry.py",
-         "broker/enrolment.py", "broker/devices.py", "agent/pac.py", "agent/blockpage.py",
+         "broker/enrolment.py", "broker/devices.py", "agent/pac.py",
          "agent/identity.py", "agent/config.py", "broker/sessions.py", "broker/session_keys.py",
          "idp_bridge/directory.py",
          "idp_bridge/ldap_syntax.py", "idp_bridge/account_state.py", "idp_bridge/groups.py",
@@ -22,7 +22,11 @@ CORES = ["ztcore", "broker/pki.py", "broker/config.py", "broker/registry.py",
          "broker/admin_auth.py", "broker/posture_gate.py", "broker/fair_share.py",
          "broker/routing.py", "broker/agent_rules.py", "agent/rules.py", "agent/router.py",
          "broker/m365.py", "agent/dns.py", "swg/dlp",
-         "swg/urlcategories.py", "swg/filetypes.py", "swg/signatures.py"]
+         "swg/urlcategories.py", "swg/filetypes.py", "swg/signatures.py",
+         "swg/tls_leaf.py", "swg/inspection.py", "broker/inspection_config.py",
+         "swg/web_verdict.py", "broker/lists_config.py",
+         "swg/ioc.py", "swg/stix.py", "swg/url_canonical.py", "swg/clamd_reply.py",
+         "swg/httpsig", "swg/content"]
 
 
 def test_cores_pass_mypy_strict() -> None:
