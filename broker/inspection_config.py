@@ -14,6 +14,8 @@ max_buffer_bytes = 67108864
 sanitise_downloads = false        # the guard's SANITISE obligation sanitises regardless
 block_file_kinds = ["pe"]         # swg.filetypes kinds
 clamd = "unix:/run/clamav/clamd.ctl"        # or tcp:127.0.0.1:3310; empty: built-in signatures only
+http_signatures = "/srv/et-open/rules"        # Suricata rules (HTTP subset); none ship with Sekimori
+signature_mode = "alert-only"                 # alert-only (IDS), block-drop, block-all (IPS)
 leaf_validity_hours = 24
 [inspection.dlp]                  # block when at least N found; 0 reports without blocking
 mynumber = 1
@@ -80,6 +82,8 @@ class InspectionConfig:
     leaf_validity_hours: int = 24
     dlp: DlpThresholds = field(default_factory=DlpThresholds)
     tenant_restrictions: TenantRestrictionConfig | None = None
+    http_signatures: str = ""             # Suricata rules: a file, directory or archive
+    signature_mode: str = "alert-only"    # alert-only (IDS) | block-drop | block-all (IPS)
 
     def bypass_patterns(self) -> tuple[str, ...]:
         return (BUILTIN_DO_NOT_DECRYPT if self.builtin_do_not_decrypt else ()) + self.do_not_decrypt
@@ -87,7 +91,8 @@ class InspectionConfig:
 
 _KEYS = {"enabled", "upstream_ca_file", "plain_http_ports", "do_not_decrypt", "builtin_do_not_decrypt",
          "whole_scan_bytes", "max_buffer_bytes", "sanitise_downloads", "block_file_kinds", "clamd",
-         "leaf_validity_hours", "dlp", "tenant_restrictions"}
+         "leaf_validity_hours", "dlp", "tenant_restrictions", "http_signatures", "signature_mode"}
+SIGNATURE_MODES = ("alert-only", "block-drop", "block-all")
 
 
 def _bool(table: Mapping[str, Any], key: str, default: bool) -> bool:
@@ -135,6 +140,13 @@ def parse_inspection(table: Mapping[str, Any]) -> InspectionConfig:
     clamd = table.get("clamd", "")
     if not isinstance(clamd, str) or (clamd and not CLAMD.match(clamd)):
         raise ConfigError(f"inspection.clamd: expected unix:/path or tcp:host:port, got {clamd!r}")
+    signatures = table.get("http_signatures", "")
+    if not isinstance(signatures, str):
+        raise ConfigError(f"inspection.http_signatures: expected a path, got {signatures!r}")
+    mode = table.get("signature_mode", "alert-only")
+    if mode not in SIGNATURE_MODES:
+        raise ConfigError(f"inspection.signature_mode: expected one of {', '.join(SIGNATURE_MODES)}, "
+                          f"got {mode!r}")
     whole = _int(table, "whole_scan_bytes", 4 * 1024 * 1024, 65536, 1 << 30, "inspection")
     largest = _int(table, "max_buffer_bytes", 64 * 1024 * 1024, 65536, 1 << 31, "inspection")
     if largest < whole:
@@ -147,7 +159,8 @@ def parse_inspection(table: Mapping[str, Any]) -> InspectionConfig:
         sanitise_downloads=_bool(table, "sanitise_downloads", False),
         block_file_kinds=frozenset(kinds), clamd=clamd,
         leaf_validity_hours=_int(table, "leaf_validity_hours", 24, 1, 24 * 30, "inspection"),
-        dlp=_dlp(table.get("dlp", {})), tenant_restrictions=_restrictions(table.get("tenant_restrictions")))
+        dlp=_dlp(table.get("dlp", {})), tenant_restrictions=_restrictions(table.get("tenant_restrictions")),
+        http_signatures=signatures, signature_mode=mode)
 
 
 def _dlp(table: object) -> DlpThresholds:

@@ -14,21 +14,25 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from cryptography import x509
 
 from broker.inspection_config import InspectionConfig
 from swg.clamd_reply import ClamdConfig
 from swg.dlp.scan import DetectorRule, DlpPolicy
+from swg.httpsig import EMPTY_RULESET, HttpRequestView, HttpRuleset, blocking_hits
 from swg.inspection import HttpRecord, InspectionSettings, TenantRestrictions
 from swg.runtime.clamd import ClamdClient
 from swg.runtime.content_scan import WholeBodyScanner
+from swg.runtime.httpsig_import import import_rules
 from swg.runtime.interceptor import Interceptor, RequestCheck
 from swg.runtime.tls_intercept import LeafCache, client_context, connect_upstream
 from swg.signatures import BuiltinSignatures
 from swg.tls_leaf import CaKey
 from ztcore.breakout import BreakoutMatcher, BreakoutRule, BreakoutRules, RuleSource
-from ztcore.decision import Decision
+from ztcore.decision import Decision, deny
 from ztcore.reasons import Reason
 
 log = logging.getLogger("sekimori.inspect")
@@ -73,6 +77,29 @@ class InspectionService:
             BreakoutRule(pattern, True, RuleSource.INCLUDE) for pattern in config.bypass_patterns())))
         self._optimize_rules = optimize_rules
         self._optimize: dict[str, tuple[str, BreakoutMatcher]] = {}
+        self.signatures: HttpRuleset = EMPTY_RULESET
+        if config.http_signatures:
+            loaded = import_rules(Path(config.http_signatures))
+            self.signatures = loaded.ruleset
+            log.info("HTTP signatures from %s: %s (%.1f s)", config.http_signatures,
+                     loaded.report.summary(), loaded.seconds)
+
+    def check_signatures(self, method: str, url: str, headers: list[tuple[bytes, bytes]],
+                         port: int) -> tuple[Decision | None, tuple[str, ...]]:
+        """The HTTP signatures on a request's head: (a deny in an IPS mode, the sids hit)."""
+        if not len(self.signatures):
+            return None, ()
+        parts = urlsplit(url)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        view = HttpRequestView.of(method, target, [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers],
+                                  port=port, tls=parts.scheme == "https")
+        hits = self.signatures.match(view)
+        blocking = blocking_hits(hits, self.config.signature_mode)  # type: ignore[arg-type]
+        sids = tuple(f"{h.sid}:{h.rev}" for h in hits)
+        if blocking:
+            hit = blocking[0]
+            return deny(Reason.HTTP_SIGNATURE, detail=f"sid {hit.sid}: {hit.msg}"), sids
+        return None, sids
 
     def do_not_decrypt(self, tenant: str, host: str, port: int) -> str | None:
         """Why this host is passed through undecrypted, or None."""

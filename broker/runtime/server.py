@@ -227,7 +227,7 @@ async def serve(config: BrokerConfig, *, stop: asyncio.Event | None = None,
     state.record_unblock = store.add_unblock_request
     await asyncio.to_thread(state.web_lists.reload_if_changed)
     if config.inspection.enabled:
-        state.inspection = inspection_service(config, state)
+        state.inspection = await asyncio.to_thread(inspection_service, config, state)
         state.routing.inspection_ca = cert_pem(state.inspection.ca_cert).decode("ascii")
     revision = await asyncio.to_thread(store.devices_revision)
     state.registry = RegistrySnapshot.build(revision, await asyncio.to_thread(store.list_devices))

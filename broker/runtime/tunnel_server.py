@@ -323,7 +323,7 @@ class TunnelConnection(StreamGates, ControlRequests, asyncio.Protocol):
                 authority.host, authority.port, [str(a) for a in addresses],
                 sanitise="sanitise" in flow.obligations.split(","),
                 on_record=lambda record: self._http_record(flow, record),
-                check_request=self._request_check(ident.tenant_id, authority.host))
+                check_request=self._request_check(ident.tenant_id, authority.host, authority.port))
             flow.address, flow.inspected = used or None, interceptor is not None
             return (refused or allow()), interceptor
         last = deny(Reason.UPSTREAM_UNREACHABLE, status=502, detail=f"{authority} refused")
@@ -401,16 +401,19 @@ class TunnelConnection(StreamGates, ControlRequests, asyncio.Protocol):
             flow.refused_with_page = refusal
         return page
 
-    def _request_check(self, tenant: str, host: str) -> RequestCheck | None:
-        """Per inspected request: IOC URLs and URL categories with the path."""
-        lists = self.state.web_lists
-        if lists is None:
-            return None
+    def _request_check(self, tenant: str, host: str, port: int) -> RequestCheck | None:
+        """Per inspected request: IOC URLs and URL categories with the path, then the HTTP
+        signatures (their sids go to the audit event whether they block or not)."""
+        lists, inspection = self.state.web_lists, self.state.inspection
 
         def check(method: str, url: str, head: list[tuple[bytes, bytes]]) -> tuple[Decision | None, tuple[str, ...]]:
-            path = urlsplit(url).path or "/"
-            verdict = judge(lists.current, tenant, host, url=url, path=path)
-            return verdict.decision, ()
+            if lists is not None:
+                verdict = judge(lists.current, tenant, host, url=url, path=urlsplit(url).path or "/")
+                if verdict.decision is not None:
+                    return verdict.decision, ()
+            if inspection is not None:
+                return inspection.check_signatures(method, url, head, port)
+            return None, ()
         return check
 
     def _http_record(self, flow: Flow, record: HttpRecord) -> None:

@@ -80,6 +80,13 @@ def broker(tmp_path_factory: pytest.TempPathFactory, origins: TlsOrigins,
     scanner = f'clamd = "{clamd.unix_address}"' if clamd is not None else ""
     phishing = tmp_path_factory.mktemp("lists") / "phishing.txt"
     phishing.write_text(f"# a one-host-per-line list\n{host('phish')}\n")
+    rules = phishing.parent / "local.rules"
+    rules.write_text(
+        'drop http any any -> any any (msg:"LOCAL exploit path"; flow:established,to_server; '
+        'http.uri; content:"/cgi-bin/exploit"; nocase; sid:9000001; rev:2;)\n'
+        'alert http any any -> any any (msg:"LOCAL scanner user agent"; flow:established,to_server; '
+        'http.user_agent; content:"EvilScanner"; sid:9000002; rev:1;)\n'
+        'alert tcp any any -> any any (msg:"not http"; flowbits:set,x; sid:9000003; rev:1;)\n')
     inspection = f"""
 [lists]
 host_lists = {{ phishing = "{phishing}" }}
@@ -92,6 +99,8 @@ plain_http_ports = [80, {origins.port['plain']}]
 do_not_decrypt = ["{host('passthrough')}"]
 whole_scan_bytes = 1048576
 sanitise_downloads = true
+http_signatures = "{rules}"
+signature_mode = "block-drop"
 [inspection.tenant_restrictions]
 allowed_tenants = ["city.example.lg.jp", "pref.example.lg.jp"]
 context_tenant_id = "5f0a3b1e-0000-4000-8000-000000000001"
@@ -548,3 +557,18 @@ def test_chromium_through_the_inspecting_broker(agent: AgentProcess, broker: Bro
     event = wait_audit(broker, lambda e: e.get("kind") == "http" and host("good") in e.get("extra", {}).get("url", "")
                        and e.get("extra", {}).get("status") == "200", "Chromium's request")
     assert event["decision"] == "allow"
+
+
+def test_http_signatures_drop_blocks_and_alert_is_logged(agent: AgentProcess, broker: BrokerProcess,
+                                                         origins: TlsOrigins) -> None:
+    base, ca = f"https://{host('good')}:{origins.port['good']}", inspection_ca(broker)
+    status, out, _ = curl(agent, f"{base}/CGI-BIN/exploit?x=1", ca=ca)
+    assert status == 403 and "http-signature" in out and "9000001" in out, out
+    status, out, _ = curl(agent, f"{base}/", "-A", "EvilScanner/1.0", ca=ca)
+    assert status == 200 and "hello from good" in out, out
+    event = wait_audit(broker, lambda e: e.get("extra", {}).get("signatures") == "9000002:1", "the alert")
+    assert event["decision"] == "allow"
+    blocked = wait_audit(broker, lambda e: e.get("reason") == "http-signature", "the drop")
+    assert blocked["extra"]["signatures"] == "9000001:2"
+    log = (broker.data_dir / "broker.log").read_text()
+    assert "HTTP signatures from" in log and "loaded 2, skipped 1" in log, log[-2000:]
