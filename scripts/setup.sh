@@ -30,6 +30,8 @@ if [ "${SEKIMORI_TEST_PEERS:-0}" = 1 ]; then
   # pdftotext check the sanitised PDFs independently
   command -v clamd >/dev/null || [ -x /usr/sbin/clamd ] || need_apt+=(clamav clamav-daemon)
   command -v pdfinfo >/dev/null || need_apt+=(poppler-utils)
+  # nghttpd: an independent HTTP/2 origin for the gateway's HTTP/2 towards origins
+  command -v nghttpd >/dev/null || need_apt+=(nghttp2-server)
 fi
 # python-ldap (the broker's LDAP/AD client) has no wheels: pip builds it against these headers
 if [ "${SEKIMORI_TEST_PEERS:-0}" = 1 ] || ! .venv/bin/python -c 'import ldap' 2>/dev/null; then

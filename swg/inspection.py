@@ -90,6 +90,7 @@ class HttpRecord:
     bytes_up: int = 0
     bytes_down: int = 0
     unblock_request: dict[str, str] | None = None
+    origin_protocol: str = ""        # "http/1.1" or "h2": how the origin was spoken to
 
     def audit_extra(self) -> dict[str, str]:
         extra = {"request_id": self.request_id, "method": self.method, "url": self.url[:2048]}
@@ -105,6 +106,8 @@ class HttpRecord:
             extra["signatures"] = ",".join(self.signatures)
         if self.file_types:
             extra["file_types"] = ",".join(self.file_types)
+        if self.origin_protocol:
+            extra["origin_protocol"] = self.origin_protocol
         return extra
 
 

@@ -80,6 +80,17 @@ class ClientChannel(Protocol):
     def abort(self) -> None: ...
 
 
+class OriginLink(Protocol):
+    """A request's way to the origin: an HTTP/1.1 connection (`UpstreamLink`) or a stream of a
+    shared HTTP/2 connection (swg/runtime/h2_upstream.py)."""
+
+    protocol: str
+
+    async def event(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]: ...
+    async def send(self, event: h11.Event) -> None: ...
+    def abort(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class RequestHead:
     method: bytes
@@ -89,6 +100,7 @@ class RequestHead:
 
 class UpstreamLink:
     """One HTTP/1.1 connection to the origin (already validated when TLS)."""
+    protocol = "http/1.1"
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str,
                  may_read: Callable[[], Awaitable[None]]) -> None:
@@ -145,14 +157,14 @@ class ExchangeContext:
 
 
 async def run_exchange(ctx: ExchangeContext, request: RequestHead, client: ClientChannel,
-                       upstream: Callable[[], Awaitable[UpstreamLink]]) -> tuple[bool, UpstreamLink | None]:
+                       upstream: Callable[[], Awaitable[OriginLink]]) -> tuple[bool, OriginLink | None]:
     """(whether the client connection may carry another request, the upstream link used)."""
     target = request.target.decode("latin-1")
     host_header = header(request.headers, b"host") or ""
     url = f"{ctx.scheme}://{host_header or ctx.host}{target}"
     method = request.method.decode("latin-1")
     record = HttpRecord(uuid.uuid4().hex[:16], method, url, allow())
-    link: UpstreamLink | None = None
+    link: OriginLink | None = None
     try:
         if method == "POST" and target.split("?", 1)[0] == UNBLOCK_PATH:
             await _unblock_request(client, record)
@@ -165,6 +177,7 @@ async def run_exchange(ctx: ExchangeContext, request: RequestHead, client: Clien
             if refused is not None:
                 raise Blocked(refused, head_sent=False)
         link = await upstream()
+        record.origin_protocol = link.protocol
         await _forward(ctx, request, url, record, client, link)
         keep = await _respond(ctx, request, url, record, client, link)
         return keep, link
@@ -183,7 +196,7 @@ async def run_exchange(ctx: ExchangeContext, request: RequestHead, client: Clien
 
 
 async def _forward(ctx: ExchangeContext, request: RequestHead, url: str, record: HttpRecord,
-                   client: ClientChannel, link: UpstreamLink) -> None:
+                   client: ClientChannel, link: OriginLink) -> None:
     headers = [(k, v) for k, v in request.headers if k not in HOP_BY_HOP]
     restrictions = ctx.settings.tenant_restrictions
     if restrictions is not None:
@@ -204,7 +217,7 @@ async def _forward(ctx: ExchangeContext, request: RequestHead, url: str, record:
 
 
 async def _respond(ctx: ExchangeContext, request: RequestHead, url: str, record: HttpRecord,
-                   client: ClientChannel, link: UpstreamLink) -> bool:
+                   client: ClientChannel, link: OriginLink) -> bool:
     while True:
         event = await link.event()
         if isinstance(event, h11.InformationalResponse):

@@ -30,6 +30,7 @@ from swg.runtime.exchange import (
     BodyVerdict,
     ExchangeContext,
     Headers,
+    OriginLink,
     RequestCheck,
     RequestHead,
     UpstreamLink,
@@ -37,6 +38,7 @@ from swg.runtime.exchange import (
     respond_block,
     run_exchange,
 )
+from swg.runtime.h2_upstream import H2Origin, H2OriginStream
 from ztcore.decision import Decision, deny
 from ztcore.reasons import Reason
 from ztcore.tunnel import TunnelSession
@@ -66,10 +68,12 @@ class Interceptor:
         self.ctx = ExchangeContext(host, "https" if server_ctx is not None else "http", settings,
                                    scan_whole, on_record, check_request, refusal)
         self._connect = connect
+        self.origin_protocol = "http/1.1"
         self._idle: list[UpstreamLink] = []
-        self._links: set[UpstreamLink] = set()
+        self._links: set[UpstreamLink | H2Origin] = set()
+        self._h2: H2Origin | None = None
         if reader is not None and writer is not None:
-            self._idle.append(self._link(reader, writer))
+            self._adopt(reader, writer)
         self._tls: ssl.SSLObject | None = None
         if server_ctx is not None:
             self._in_bio, self._out_bio = ssl.MemoryBIO(), ssl.MemoryBIO()
@@ -210,12 +214,26 @@ class Interceptor:
 
     # -- the origin side: a small pool of HTTP/1.1 connections ---------------------------------
 
-    def _link(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> UpstreamLink:
+    def _adopt(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> UpstreamLink | None:
+        """A new connection to the origin: the shared HTTP/2 one if the origin chose h2, else an
+        HTTP/1.1 link (returned)."""
+        ssl_object = writer.get_extra_info("ssl_object")
+        if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
+            if self._h2 is not None:
+                self._h2.close()
+                self._links.discard(self._h2)
+            self._h2 = H2Origin(reader, writer, self.host, self.may_send)
+            self._links.add(self._h2)
+            self.origin_protocol = "h2"
+            return None
         link = UpstreamLink(reader, writer, self.host, self.may_send)
         self._links.add(link)
+        self._idle.append(link)
         return link
 
-    async def upstream(self) -> UpstreamLink:
+    async def upstream(self) -> OriginLink:
+        if self._h2 is not None and self._h2.usable:
+            return self._h2.open_stream()
         while self._idle:
             link = self._idle.pop()
             if not link.writer.is_closing():
@@ -226,11 +244,20 @@ class Interceptor:
         refused, pair = await self._connect()
         if pair is None:
             raise Blocked(refused or deny(Reason.UPSTREAM_UNREACHABLE, status=502), head_sent=False)
-        return self._link(*pair)
+        fresh = self._adopt(*pair)
+        if fresh is None:
+            assert self._h2 is not None
+            return self._h2.open_stream()
+        self._idle.remove(fresh)
+        return fresh
 
-    def release(self, link: UpstreamLink | None, keep: bool) -> None:
+    def release(self, link: OriginLink | None, keep: bool) -> None:
         if link is None:
             return
+        if isinstance(link, H2OriginStream):
+            link.close()
+            return
+        assert isinstance(link, UpstreamLink)
         if keep and link.reusable and len(self._idle) < MAX_IDLE_UPSTREAMS and not self._closed:
             link.next_cycle()
             self._idle.append(link)
@@ -319,6 +346,7 @@ class Interceptor:
             link.close()
         self._links.clear()
         self._idle.clear()
+        self._h2 = None
         if self._closed or self.session is None:
             return
         if self._tls is not None and self._handshaken:

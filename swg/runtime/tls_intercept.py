@@ -28,7 +28,7 @@ from swg.tls_leaf import DEFAULT_LEAF_VALIDITY_SECONDS, CaKey, mint_leaf
 from ztcore.decision import Decision, deny
 from ztcore.reasons import Reason
 
-ALPN = ["http/1.1"]            # towards the origin
+ALPN = ["h2", "http/1.1"]      # towards the origin
 LEAF_ALPN = ["h2", "http/1.1"]  # towards the client
 
 

@@ -31,12 +31,12 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from broker.demo import AgentProcess, BrokerProcess
+from broker.demo import AgentProcess, BrokerProcess, free_port
 from swg.dlp.mynumber import mynumber_check_digit
 from tests.integration.conftest import NO_LOGIN, require_curl
 from tests.peers import clamav
 from tests.peers.clamav import Clamd
-from tests.peers.tls_origins import CASES, HOST, TlsOrigins
+from tests.peers.tls_origins import CASES, HOST, Nghttpd, TlsOrigins
 
 DOMAIN = "inspect.test"
 EICAR = 'X5O!P%@AP[4\\PZX54(P^)7CC)7}$' + "EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
@@ -75,8 +75,19 @@ def clamd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clamd | None]:
 
 
 @pytest.fixture(scope="module")
+def h2_origin(tmp_path_factory: pytest.TempPathFactory, origins: TlsOrigins) -> Iterator[Nghttpd | None]:
+    """nghttpd, an HTTP/2 origin (setup.sh installs nghttp2-server)."""
+    if shutil.which("nghttpd") is None and not Path("/usr/sbin/nghttpd").exists():
+        yield None
+        return
+    server = Nghttpd(tmp_path_factory.mktemp("nghttpd"), origins, [host("h2")], free_port())
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory, origins: TlsOrigins,
-           clamd: Clamd | None) -> Iterator[BrokerProcess]:
+           clamd: Clamd | None, h2_origin: Nghttpd | None) -> Iterator[BrokerProcess]:
     scanner = f'clamd = "{clamd.unix_address}"' if clamd is not None else ""
     phishing = tmp_path_factory.mktemp("lists") / "phishing.txt"
     phishing.write_text(f"# a one-host-per-line list\n{host('phish')}\n")
@@ -105,9 +116,10 @@ signature_mode = "block-drop"
 allowed_tenants = ["city.example.lg.jp", "pref.example.lg.jp"]
 context_tenant_id = "5f0a3b1e-0000-4000-8000-000000000001"
 """
-    statics = {host(case): [HOST] for case in (*CASES, "phish", "evil", "blocked")}
+    statics = {host(case): [HOST] for case in (*CASES, "phish", "evil", "blocked", "h2")}
+    ports = list(origins.port.values()) + ([h2_origin.port] if h2_origin is not None else [])
     statics["login.microsoftonline.com"] = [HOST]
-    b = BrokerProcess(tmp_path_factory.mktemp("broker"), allowed_ports=list(origins.port.values()),
+    b = BrokerProcess(tmp_path_factory.mktemp("broker"), allowed_ports=ports,
                       allowed_networks=[f"{HOST}/32"], static_hosts=statics,
                       identity_toml=NO_LOGIN, extra_toml=inspection)
     b.start()
@@ -572,3 +584,22 @@ def test_http_signatures_drop_blocks_and_alert_is_logged(agent: AgentProcess, br
     assert blocked["extra"]["signatures"] == "9000001:2"
     log = (broker.data_dir / "broker.log").read_text()
     assert "HTTP signatures from" in log and "loaded 2, skipped 1" in log, log[-2000:]
+
+
+@pytest.mark.parametrize("flag", ["--http1.1", "--http2"])
+def test_an_http2_origin_is_spoken_to_in_http2(agent: AgentProcess, broker: BrokerProcess,
+                                               h2_origin: Nghttpd | None, flag: str, tmp_path: Path) -> None:
+    """nghttpd chooses h2 by ALPN: the broker speaks HTTP/2 to it whatever the client speaks;
+    the content is still inspected (EICAR refused)."""
+    if h2_origin is None:
+        pytest.skip("nghttpd is not installed (apt-get install nghttp2-server)")
+    (h2_origin.docroot / "hello.txt").write_text("hello over h2\n")
+    (h2_origin.docroot / "eicar.com").write_text(EICAR)
+    base, ca = f"https://{host('h2')}:{h2_origin.port}", inspection_ca(broker)
+    status, out, err = curl(agent, f"{base}/hello.txt", flag, ca=ca)
+    assert status == 200 and "hello over h2" in out, out + err
+    event = wait_audit(broker, lambda e: e.get("kind") == "http" and "hello.txt" in e.get("extra", {}).get("url", ""),
+                       "the h2 request")
+    assert event["extra"]["origin_protocol"] == "h2"
+    status, out, _ = curl(agent, f"{base}/eicar.com", flag, ca=ca)
+    assert status == 403 and "malware-detected" in out, out

@@ -121,6 +121,12 @@ class _Server(ThreadingHTTPServer):
     files: dict[str, bytes]
     uploads: list[int]
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        """Quiet about connections the gateway cut on purpose (a blocked upload)."""
+        import sys
+        if not isinstance(sys.exc_info()[1], (ConnectionError, ssl.SSLError)):
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
+
 
 class TlsOrigins:
     """Start every case; `port[case]`, `ca_path` (the CA a client should trust), `files`."""
@@ -128,6 +134,7 @@ class TlsOrigins:
     def __init__(self, workdir: Path, names: dict[str, list[str]], host: str = HOST) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.ca, ca_key = make_ca("Sekimori test upstream CA")
+        self.ca_key = ca_key
         rogue, rogue_key = make_ca("Some other CA")
         self.ca_path = workdir / "upstream-ca.crt"
         self.ca_path.write_bytes(_pem(self.ca))
@@ -167,3 +174,49 @@ class TlsOrigins:
         for server in self._servers:
             server.shutdown()
             server.server_close()
+
+
+class Nghttpd:
+    """nghttpd (nghttp2's HTTP/2 server, an independent implementation) over TLS on `host`,
+    serving `docroot`, with a certificate from `origins`' CA for `names`; stopped by its PID."""
+
+    def __init__(self, workdir: Path, origins: TlsOrigins, names: list[str], port: int,
+                 host: str = HOST) -> None:
+        import shutil
+        import subprocess
+        import time
+        exe = shutil.which("nghttpd") or "/usr/sbin/nghttpd"
+        workdir.mkdir(parents=True, exist_ok=True)
+        cert, key = make_leaf(origins.ca, origins.ca_key, names)
+        (workdir / "h2.crt").write_bytes(_pem(cert))
+        (workdir / "h2.key").write_bytes(key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        self.docroot = workdir / "htdocs"
+        self.docroot.mkdir(exist_ok=True)
+        self.port = port
+        self.log = open(workdir / "nghttpd.log", "wb")
+        self.proc = subprocess.Popen([exe, "-a", host, "-d", str(self.docroot), str(port),
+                                      str(workdir / "h2.key"), str(workdir / "h2.crt")],
+                                     stdout=self.log, stderr=self.log)
+        import socket
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection((host, port), timeout=0.2).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"nghttpd did not start: {(workdir / 'nghttpd.log').read_text()[-500:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
