@@ -351,10 +351,10 @@ def fetch(proxy_port: int, url: str, origin_ca: Path | None = None) -> tuple[int
         conn.close()
 
 
-def make_check(agent: AgentProcess, origins: LocalOrigins, checks: list[Check]
+def make_check(agent: AgentProcess, origins: LocalOrigins, checks: list[Check], trust: Path | None = None
                ) -> Callable[[str, str, int, str | None], None]:
     def check(name: str, url: str, expect_status: int, expect_reason: str | None) -> None:
-        status, hdrs, body = fetch(agent.proxy_port, url, origins.ca_path)
+        status, hdrs, body = fetch(agent.proxy_port, url, trust or origins.ca_path)
         if url.startswith("https") and status == 403:
             hdrs = {"sekimori-reason": (agent.status() or {}).get("last_denial", {}).get("reason", "")}
         reason = hdrs.get("sekimori-reason", "")
@@ -367,9 +367,9 @@ def make_check(agent: AgentProcess, origins: LocalOrigins, checks: list[Check]
 
 
 def run_checks(agent: AgentProcess, origins: LocalOrigins,
-               checks: list[Check] | None = None) -> list[Check]:
+               checks: list[Check] | None = None, trust: Path | None = None) -> list[Check]:
     checks = [] if checks is None else checks
-    check = make_check(agent, origins, checks)
+    check = make_check(agent, origins, checks, trust)
     check("HTTP through the tunnel", f"http://{origins.host}:{origins.http_port}/", 200, None)
     check("HTTPS through the tunnel", f"https://{origins.host}:{origins.https_port}/", 200, None)
     check("cloud metadata address", "http://169.254.169.254/latest/meta-data/", 403, "address-metadata")
@@ -383,6 +383,8 @@ def run_checks(agent: AgentProcess, origins: LocalOrigins,
 
 def run_demo(*, once: bool, data_dir: Path | None, console: Console) -> int:
     from broker.demo_breakout import check_breakout, import_endpoints, point_agent
+    from broker.demo_gateway import VALID as MYNUMBER
+    from broker.demo_gateway import check_gateway, client_trust, inspection_toml, no_trust_store
     from broker.demo_output import print_audit, print_checks
     from broker.demo_policy import HOSTS as POLICY_HOSTS
     from broker.demo_policy import JYUKI_HOST, TAX_HOST, import_policy
@@ -407,7 +409,8 @@ def run_demo(*, once: bool, data_dir: Path | None, console: Console) -> int:
     broker = BrokerProcess(root / "broker-data", allowed_ports=[origins.http_port, origins.https_port],
                            allowed_networks=[f"{ORIGIN_HOST}/32"],
                            identity_toml=directory.identity_toml(DEMO_TENANT) + posture_toml(DEMO_TENANT),
-                           static_hosts={host: [ORIGIN_HOST] for host in POLICY_HOSTS})
+                           static_hosts={host: [ORIGIN_HOST] for host in POLICY_HOSTS},
+                           extra_toml=inspection_toml(origins))
     agent = AgentProcess(root / "agent-data")
     other = AgentProcess(root / "agent2-data")
     try:
@@ -425,6 +428,7 @@ def run_demo(*, once: bool, data_dir: Path | None, console: Console) -> int:
                     laptop.enrol(broker, broker.enrolment_code(DEMO_TENANT), hostname=f"{staff}-laptop")
                     simulate_facts(laptop, facts)
                     point_agent(laptop, ORIGIN_HOST)
+                    no_trust_store(laptop)
                 laptop.start()
         st = agent.status() or {}
         console.print(f"  agent: proxy {agent.proxy}, device {st.get('device')} ({DEMO_TENANT_NAME})")
@@ -439,12 +443,14 @@ def run_demo(*, once: bool, data_dir: Path | None, console: Console) -> int:
         console.print(f"  staff:  sekimori-agent login → {' '.join(login.stdout.split())}")
         checks.append(Check("login (password + TOTP)", f"{DEMO_STAFF} / {name}", "0", str(login.returncode),
                             "login-ok" if login.returncode == 0 else "", login.returncode == 0))
-        run_checks(agent, origins, checks)
-        check = make_check(agent, origins, checks)
+        trust = client_trust(root, origins, broker)
+        run_checks(agent, origins, checks, trust)
+        check = make_check(agent, origins, checks, trust)
         check("LGWAN tax system (rule r-001)", f"http://{TAX_HOST}:{origins.http_port}/", 200, None)
         check("My Number system (guard)", f"http://{JYUKI_HOST}:{origins.http_port}/", 403,
               "zone-mynumber-forbidden")
         check_breakout(agent, origins, broker.config.audit_path, checks)
+        check_gateway(agent, origins, checks, trust)
         with console.status(f"{OTHER_STAFF} logs in on a laptop with its firewall off…"):
             other_secret = broker.enrol_totp(DEMO_TENANT, OTHER_STAFF)
             other.login(OTHER_STAFF, STAFF[OTHER_STAFF][1], pyotp.TOTP(other_secret).now())
@@ -465,7 +471,10 @@ def run_demo(*, once: bool, data_dir: Path | None, console: Console) -> int:
             return 0 if passed else 1
         console.print("\nTry it yourself (Ctrl-C to stop):")
         print(f"  curl -x {agent.proxy} http://{origins.host}:{origins.http_port}/")
-        print(f"  curl -x {agent.proxy} --cacert {origins.ca_path} https://{origins.host}:{origins.https_port}/")
+        print(f"  curl -x {agent.proxy} --cacert {trust} https://{origins.host}:{origins.https_port}/   "
+              "# inspected: the broker's leaf")
+        print(f"  curl -x {agent.proxy} --cacert {trust} --data-binary '個人番号 {MYNUMBER}' "
+              f"https://{origins.host}:{origins.https_port}/upload   # DLP: the block page")
         print(f"  curl -i -x {agent.proxy} http://169.254.169.254/")
         bin_dir = Path(sys.executable).parent
         print(f"  SEKIMORI_AGENT_DIR={agent.data_dir} {bin_dir / 'sekimori-agent'} status")
