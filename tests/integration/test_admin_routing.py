@@ -117,3 +117,37 @@ def test_override_codes_respect_scope(broker: BrokerProcess, tmp_path_factory: p
         assert ok.status_code == 200 and re.fullmatch(r"([0-9A-Z]{4}-){4}[0-9A-Z]{4}", ok.json()["code"])
     assert any(r.action == "device.override" and ok.json()["code"] not in (r.after or "")
                for r in broker.store.admin_audit("city"))
+
+
+def test_unblock_requests_are_listed_and_decided_within_scope(broker: BrokerProcess) -> None:
+    """The admin API side of the block page's unblock form (the gateway stores the requests)."""
+    import time
+    first = broker.store.add_unblock_request(
+        tenant_id="city", device_id="d-1", username="yamada", host="news.example.jp",
+        url="https://news.example.jp/", reason_code="url-category-blocked", request_id="abc",
+        justification="広報のため", now=time.time())
+    second = broker.store.add_unblock_request(
+        tenant_id="city", device_id="d-1", username="yamada", host="game.example.jp",
+        url="https://game.example.jp/", reason_code="url-category-blocked", request_id="def",
+        justification="", now=time.time())
+    city_admin = token(broker, "city-admin4", "--role", "municipal-admin", "--tenant", "city")
+    far_admin = token(broker, "far-admin2", "--role", "municipal-admin", "--tenant", "far")
+    with api(broker) as c:
+        listed = c.get("/v1/admin/tenants/city/unblock-requests", headers=city_admin).json()
+        assert [r["host"] for r in listed["requests"]] == ["news.example.jp", "game.example.jp"]
+        assert c.get("/v1/admin/tenants/city/unblock-requests", headers=far_admin).status_code == 403
+        assert c.post(f"/v1/admin/unblock-requests/{first}/approve", json={"minutes": 60},
+                      headers=far_admin).status_code == 403
+        bad = c.post(f"/v1/admin/unblock-requests/{first}/approve", json={"minutes": 0}, headers=city_admin)
+        assert bad.status_code == 422
+        ok = c.post(f"/v1/admin/unblock-requests/{first}/approve", json={"minutes": 60, "note": "ok"},
+                    headers=city_admin)
+        assert ok.status_code == 200 and ok.json()["status"] == "approved"
+        assert ok.json()["expires_at"] == pytest.approx(ok.json()["decided_at"] + 3600)
+        again = c.post(f"/v1/admin/unblock-requests/{first}/deny", headers=city_admin)
+        assert again.status_code == 409 and "already approved" in again.json()["detail"]
+        denied = c.post(f"/v1/admin/unblock-requests/{second}/deny", json={"note": "業務外"}, headers=city_admin)
+        assert denied.json()["status"] == "denied"
+        assert c.post("/v1/admin/unblock-requests/99999/approve", headers=city_admin).status_code == 404
+    assert [h for _, h, _ in broker.store.active_unblocks(time.time())] == ["news.example.jp"]
+    assert any(r.action == "unblock.approve" for r in broker.store.admin_audit("city"))
