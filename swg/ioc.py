@@ -489,5 +489,9 @@ class IocIndex:
     def match_sha256(self, digest: str) -> _Hits:
         return self._sha256.get(digest.strip().lower(), ())
 
+    def sha256_entries(self) -> tuple[tuple[str, IocHit], ...]:
+        """Every file-hash indicator (digest, its first hit): for the content scanner's table."""
+        return tuple((digest, hits[0]) for digest, hits in self._sha256.items() if hits)
+
 
 EMPTY_INDEX = IocIndex.build(())

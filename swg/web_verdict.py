@@ -18,6 +18,7 @@ from ipaddress import IPv4Address, IPv6Address
 from types import MappingProxyType
 
 from swg.ioc import IocHit, IocIndex
+from swg.signatures import BuiltinSignatures, Signature
 from swg.urlcategories import EMPTY_INDEX, NO_TENANT_LISTS, CategoryIndex, TenantLists, classify
 from ztcore.decision import Decision, deny
 from ztcore.reasons import Reason
@@ -56,6 +57,18 @@ class WebVerdict:
         if self.custom:
             extra["custom_list"] = self.custom
         return extra
+
+
+def file_signatures(lists: WebLists, tenant: str, builtin: BuiltinSignatures) -> BuiltinSignatures:
+    """The built-in signatures plus the tenant's SHA-256 IOCs, named `IOC <feed>: <description>`."""
+    iocs = lists.iocs.get(tenant)
+    if iocs is None:
+        return builtin
+    extra = []
+    for digest, hit in iocs.sha256_entries():
+        name = f"IOC {hit.feed}" + (f": {hit.description}" if hit.description else "")
+        extra.append(Signature(" ".join(name.split())[:100] or "IOC", digest))
+    return BuiltinSignatures.of((*builtin.by_sha256.values(), *extra)) if extra else builtin
 
 
 def _ioc(hits: tuple[IocHit, ...]) -> str | None:

@@ -31,6 +31,7 @@ from swg.runtime.interceptor import Interceptor, RequestCheck
 from swg.runtime.tls_intercept import LeafCache, client_context, connect_upstream
 from swg.signatures import BuiltinSignatures
 from swg.tls_leaf import CaKey
+from swg.web_verdict import WebLists, file_signatures
 from ztcore.breakout import BreakoutMatcher, BreakoutRule, BreakoutRules, RuleSource
 from ztcore.decision import Decision, deny
 from ztcore.reasons import Reason
@@ -77,6 +78,7 @@ class InspectionService:
             BreakoutRule(pattern, True, RuleSource.INCLUDE) for pattern in config.bypass_patterns())))
         self._optimize_rules = optimize_rules
         self._optimize: dict[str, tuple[str, BreakoutMatcher]] = {}
+        self._signatures: dict[tuple[str, str], BuiltinSignatures] = {}
         self.signatures: HttpRuleset = EMPTY_RULESET
         if config.http_signatures:
             loaded = import_rules(Path(config.http_signatures))
@@ -126,9 +128,22 @@ class InspectionService:
             return False
         return "sanitise" in stances or self.do_not_decrypt(tenant, host, port) is None
 
+    def signatures_for(self, tenant: str, lists: WebLists | None) -> BuiltinSignatures:
+        """The built-in file signatures plus the tenant's SHA-256 IOCs (cached per lists version)."""
+        if lists is None:
+            return self.settings.signatures
+        key = (tenant, lists.version)
+        found = self._signatures.get(key)
+        if found is None:
+            if len(self._signatures) > 1000:
+                self._signatures.clear()
+            found = self._signatures[key] = file_signatures(lists, tenant, self.settings.signatures)
+        return found
+
     async def open(self, host: str, port: int, addresses: list[str], *, sanitise: bool,
                    on_record: Callable[[HttpRecord], None],
-                   check_request: RequestCheck | None = None) -> tuple[Decision | None, Interceptor | None, str]:
+                   check_request: RequestCheck | None = None,
+                   signatures: BuiltinSignatures | None = None) -> tuple[Decision | None, Interceptor | None, str]:
         """Connect upstream and build the interceptor: (a deny, None, "") when the upstream
         failed, else (None, interceptor, the address used)."""
         plain = port in self.config.plain_http_ports
@@ -139,6 +154,8 @@ class InspectionService:
             return refused, None, ""
         server_ctx = None if plain else self.leaves.context_for(host, upstream.certificate)
         settings = self.sanitising if sanitise else self.settings
+        if signatures is not None and signatures is not settings.signatures:
+            settings = replace(settings, signatures=signatures)
         scan = self.scanner.with_settings(settings)
         client_ctx = None if plain else self.client_ctx
 

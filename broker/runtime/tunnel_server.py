@@ -323,7 +323,9 @@ class TunnelConnection(StreamGates, ControlRequests, asyncio.Protocol):
                 authority.host, authority.port, [str(a) for a in addresses],
                 sanitise="sanitise" in flow.obligations.split(","),
                 on_record=lambda record: self._http_record(flow, record),
-                check_request=self._request_check(ident.tenant_id, authority.host, authority.port))
+                check_request=self._request_check(ident.tenant_id, authority.host, authority.port),
+                signatures=inspection.signatures_for(
+                    ident.tenant_id, self.state.web_lists.current if self.state.web_lists else None))
             flow.address, flow.inspected = used or None, interceptor is not None
             return (refused or allow()), interceptor
         last = deny(Reason.UPSTREAM_UNREACHABLE, status=502, detail=f"{authority} refused")

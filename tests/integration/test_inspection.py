@@ -13,6 +13,7 @@ origins with valid, expired, wrong-host, self-signed and untrusted-chain certifi
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import io
 import json
@@ -416,20 +417,25 @@ def test_iocs_categories_and_tenant_lists_block_with_reasons(agent: AgentProcess
     assert event["reason"] == "url-category-blocked"
     assert event["extra"]["categories"] == "phishing"
     # IOC feed from the prefecture's SOC: a domain and a URL prefix, refused with the feed's name.
+    invoice = b"Invoice 2026-11 (a file the SOC saw in a phishing campaign)\n"
+    origins.files["invoice.txt"] = invoice
     feed = tmp_path / "soc-feed.csv"
     feed.write_text("type,value,description\n"
                     f"domain,{host('evil')},C2 server\n"
                     f"url,https://{host('good')}:{port}/payload/,dropper path\n"
+                    f"sha256,{hashlib.sha256(invoice).hexdigest()},phishing attachment\n"
                     "domain,not a domain!,broken row\n")
     done = sekimori(broker, "ioc", "import", str(feed), "--tenant", "test-city")
-    assert done.returncode == 0 and "2 indicators loaded" in done.stdout, done.stdout + done.stderr
-    assert "bad: line 4" in done.stdout, done.stdout
+    assert done.returncode == 0 and "3 indicators loaded" in done.stdout, done.stdout + done.stderr
+    assert "bad: line 5" in done.stdout, done.stdout
     status, out = eventually_status(agent, f"https://{host('evil')}:{port}/", ca, 403)
     assert re.search(r"^sekimori-reason: ioc-match", out, re.M | re.I), out
     status, out, _ = curl(agent, f"https://{host('good')}:{port}/payload/x.exe", ca=ca)
     assert status == 403 and "ioc-match" in out and "soc-feed" in out, out   # the block page
     status, out, _ = curl(agent, f"https://{host('good')}:{port}/", ca=ca)
     assert status == 200
+    status, out, _ = curl(agent, f"https://{host('good')}:{port}/file/invoice.txt", ca=ca)
+    assert status == 403 and "malware-detected" in out and "IOC soc-feed" in out, out
     # The municipality's own block list.
     done = sekimori(broker, "lists", "block", host("blocked"), "--tenant", "test-city")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -540,7 +546,6 @@ def test_chromium_through_the_inspecting_broker(agent: AgentProcess, broker: Bro
     except ImportError:
         pytest.skip("playwright is not installed")
     import base64
-    import hashlib
 
     from cryptography.hazmat.primitives import serialization
     ca = x509.load_pem_x509_certificate(inspection_ca(broker).read_bytes())
