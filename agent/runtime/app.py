@@ -112,6 +112,9 @@ async def run_agent(config: AgentConfig, ready: asyncio.Event | None = None) -> 
     await stop.wait()
     for task in tasks:
         task.cancel()
+    if not config.posture_facts_file:   # a real collection may be running commands in a thread
+        from agent.runtime.posture_runner import stop_collection
+        stop_collection()
     if dns is not None:
         dns.close()
     server.close()

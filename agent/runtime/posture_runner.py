@@ -49,6 +49,23 @@ class SubprocessRunner:
         self.clock = clock
         self._cache: dict[tuple[str, ...], tuple[float, CommandResult]] = {}
         self._lock = threading.Lock()
+        self._live: set[subprocess.Popen[bytes]] = set()
+        self._stopping = False
+
+    def stop(self) -> None:
+        """The agent is stopping: kill the commands still running and start no more, so that
+        the collection thread ends at once instead of holding the agent's exit for seconds."""
+        with self._lock:
+            self._stopping = True
+            live = list(self._live)
+        for proc in live:   # the signal only: the thread running it reaps it
+            try:
+                if self.windows:
+                    proc.kill()
+                else:
+                    os.killpg(proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
 
     def run(self, argv: Sequence[str], timeout_seconds: float) -> CommandResult:
         key = tuple(argv)
@@ -74,19 +91,28 @@ class SubprocessRunner:
             extra["creationflags"] = getattr(subprocess, "CREATE_NO_WINDOW", 0)
         else:
             extra["start_new_session"] = True   # so a timeout can kill its children too
-        try:
-            proc = subprocess.Popen([program, *argv[1:]], stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env,
-                                    **extra)  # type: ignore[call-overload]
-        except PermissionError:
-            return CommandResult(None, error="permission denied")
-        except OSError as exc:
-            return CommandResult(None, error=f"cannot start: {exc.strerror or exc}")
+        with self._lock:
+            if self._stopping:
+                return CommandResult(None, error="the agent is stopping")
+            try:
+                proc = subprocess.Popen([program, *argv[1:]], stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env,
+                                        **extra)  # type: ignore[call-overload]
+            except PermissionError:
+                return CommandResult(None, error="permission denied")
+            except OSError as exc:
+                return CommandResult(None, error=f"cannot start: {exc.strerror or exc}")
+            self._live.add(proc)
         try:
             out, err = proc.communicate(timeout=timeout_seconds)
         except subprocess.TimeoutExpired:
             self._kill(proc)
             return CommandResult(None, error=f"timed out after {timeout_seconds:g} s")
+        finally:
+            with self._lock:
+                self._live.discard(proc)
+        if self._stopping:
+            return CommandResult(None, error="the agent is stopping")
         return CommandResult(proc.returncode, self._decode(out), self._decode(err))
 
     def _resolve(self, name: str) -> str | None:
@@ -167,3 +193,11 @@ def collect_here(agent_version: str, now: float) -> PostureFacts:
             _runner = system_runner()
         runner = _runner
     return collect(os_family(sys.platform), runner, now, agent_version)
+
+
+def stop_collection() -> None:
+    """Kill the commands of a collection under way (the agent is stopping)."""
+    with _runner_lock:
+        runner = _runner
+    if runner is not None:
+        runner.stop()
