@@ -25,6 +25,7 @@ from ztcore.runtime.pipe import StreamPipe
 if TYPE_CHECKING:
     from broker.pki import DeviceIdentity
     from broker.runtime.broker_state import BrokerState
+    from swg.runtime.interceptor import Interceptor
     from ztcore.tunnel import TunnelSession
 
 log = logging.getLogger("sekimori.tunnel")
@@ -51,6 +52,7 @@ class Flow:
     inspected: bool = False   # decrypted and passed through the content pipeline
     web: WebVerdict | None = None   # IOC, categories and the tenant's lists for the host
     refused_with_page: Decision | None = None   # refused, answered with the block page in TLS
+    interceptor: Interceptor | None = None      # the inspected stream's endpoint
     audited: bool = True      # False: routine agent traffic (an unchanged rules check, an
                               # events batch whose events are themselves audited)
 

@@ -327,6 +327,7 @@ class TunnelConnection(StreamGates, ControlRequests, asyncio.Protocol):
                 signatures=inspection.signatures_for(
                     ident.tenant_id, self.state.web_lists.current if self.state.web_lists else None))
             flow.address, flow.inspected = used or None, interceptor is not None
+            flow.interceptor = interceptor
             return (refused or allow()), interceptor
         last = deny(Reason.UPSTREAM_UNREACHABLE, status=502, detail=f"{authority} refused")
         for address in addresses:
@@ -386,7 +387,9 @@ class TunnelConnection(StreamGates, ControlRequests, asyncio.Protocol):
             duration_seconds=round(time.monotonic() - flow.started_monotonic, 6),
             extra={k: v for k, v in (("rule", decision.rule_id or ""),
                                      ("obligations", flow.obligations),
-                                     ("inspected", "yes" if flow.inspected else "")) if v}
+                                     ("inspected", "yes" if flow.inspected else ""),
+                                     ("client_tls_error", flow.interceptor.client_error or ""
+                                      if flow.interceptor is not None else "")) if v}
             | (flow.web.audit_extra() if flow.web is not None else {}))
         durable = self.state.audit.write(event)
         durable.add_done_callback(self._stream_recorded)

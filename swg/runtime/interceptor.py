@@ -3,9 +3,10 @@
 It is the tunnel stream's endpoint (ztcore.tunnel.Endpoint): the client's bytes arrive in
 `write` and are decrypted with our minted leaf (ssl.MemoryBIO, so the tunnel's own framing
 carries the TLS records). The client speaks HTTP/1.1 (h11, here) or HTTP/2 (ALPN "h2",
-swg/runtime/h2_client.py); each request is one `run_exchange` (swg/runtime/exchange.py) over
-an HTTP/1.1 connection to the origin — the first one opened, and validated, before the client
-got its leaf; more are opened for concurrent HTTP/2 streams and kept for reuse.
+swg/runtime/h2_client.py); each request is one `run_exchange` (swg/runtime/exchange.py) over a
+connection to the origin — the first one opened, and validated, before the client got its
+leaf. An origin that chose HTTP/2 is shared by all requests (swg/runtime/h2_upstream.py); with
+HTTP/1.1 more connections are opened for concurrent HTTP/2 streams and kept for reuse.
 
 Back-pressure: the session pauses us (`pause_reading`) when the client's stream window is
 used up, and we stop reading the origin; while the client's bytes wait unread here we tell
@@ -68,7 +69,6 @@ class Interceptor:
         self.ctx = ExchangeContext(host, "https" if server_ctx is not None else "http", settings,
                                    scan_whole, on_record, check_request, refusal)
         self._connect = connect
-        self.origin_protocol = "http/1.1"
         self._idle: list[UpstreamLink] = []
         self._links: set[UpstreamLink | H2Origin] = set()
         self._h2: H2Origin | None = None
@@ -145,7 +145,7 @@ class Interceptor:
                     self._client_eof = True
                     break
                 self._inbox += chunk
-        except ssl.SSLError as exc:
+        except ssl.SSLError as exc:   # e.g. a pinned app refusing our leaf: logged on the stream
             self.client_error = f"client TLS: {exc.reason or exc}"
             self._client_eof = True
         finally:
@@ -224,7 +224,6 @@ class Interceptor:
                 self._links.discard(self._h2)
             self._h2 = H2Origin(reader, writer, self.host, self.may_send)
             self._links.add(self._h2)
-            self.origin_protocol = "h2"
             return None
         link = UpstreamLink(reader, writer, self.host, self.may_send)
         self._links.add(link)

@@ -214,6 +214,9 @@ def test_valid_upstream_is_inspected_with_a_minted_leaf(agent: AgentProcess, bro
     # The client that trusts only the origin's CA refuses our leaf: it is not the origin's.
     status, out, err = curl(agent, f"https://{host('good')}:{port}/", ca=origins.ca_path)
     assert "hello from" not in out and "certificate" in err.lower(), out + err
+    refused = wait_audit(broker, lambda e: e.get("kind") == "stream" and "client_tls_error" in e.get("extra", {}),
+                         "the client refusing our leaf")
+    assert "unknown ca" in refused["extra"]["client_tls_error"].lower().replace("_", " ")
     event = wait_audit(broker, lambda e: e.get("kind") == "http" and host("good") in e.get("extra", {}).get("url", ""),
                        "the inspected request")
     assert event["decision"] == "allow" and event["extra"]["status"] == "200"
