@@ -8,6 +8,7 @@ enabled = true                    # off by default: staff need the inspection CA
 upstream_ca_file = ""             # extra trust anchors for upstream validation
 plain_http_ports = [80]           # CONNECT streams to these ports carry plain HTTP
 do_not_decrypt = ["*.example-bank.co.jp"]   # added to the built-in list below
+do_not_decrypt_categories = ["bank", "financial", "health", "medical"]   # the default
 builtin_do_not_decrypt = true
 whole_scan_bytes = 4194304
 max_buffer_bytes = 67108864
@@ -82,6 +83,7 @@ class InspectionConfig:
     leaf_validity_hours: int = 24
     dlp: DlpThresholds = field(default_factory=DlpThresholds)
     tenant_restrictions: TenantRestrictionConfig | None = None
+    do_not_decrypt_categories: tuple[str, ...] = DO_NOT_DECRYPT_CATEGORIES
     http_signatures: str = ""             # Suricata rules: a file, directory or archive
     signature_mode: str = "alert-only"    # alert-only (IDS) | block-drop | block-all (IPS)
 
@@ -91,7 +93,8 @@ class InspectionConfig:
 
 _KEYS = {"enabled", "upstream_ca_file", "plain_http_ports", "do_not_decrypt", "builtin_do_not_decrypt",
          "whole_scan_bytes", "max_buffer_bytes", "sanitise_downloads", "block_file_kinds", "clamd",
-         "leaf_validity_hours", "dlp", "tenant_restrictions", "http_signatures", "signature_mode"}
+         "leaf_validity_hours", "dlp", "tenant_restrictions", "http_signatures", "signature_mode",
+         "do_not_decrypt_categories"}
 SIGNATURE_MODES = ("alert-only", "block-drop", "block-all")
 
 
@@ -140,6 +143,11 @@ def parse_inspection(table: Mapping[str, Any]) -> InspectionConfig:
     clamd = table.get("clamd", "")
     if not isinstance(clamd, str) or (clamd and not CLAMD.match(clamd)):
         raise ConfigError(f"inspection.clamd: expected unix:/path or tcp:host:port, got {clamd!r}")
+    categories = _list(table, "do_not_decrypt_categories", "inspection") \
+        if "do_not_decrypt_categories" in table else list(DO_NOT_DECRYPT_CATEGORIES)
+    for i, name in enumerate(categories):
+        if not isinstance(name, str) or not KINDS.match(name.replace("-", "").replace("_", "")):
+            raise ConfigError(f"inspection.do_not_decrypt_categories[{i}]: {name!r} is not a category name")
     signatures = table.get("http_signatures", "")
     if not isinstance(signatures, str):
         raise ConfigError(f"inspection.http_signatures: expected a path, got {signatures!r}")
@@ -160,7 +168,7 @@ def parse_inspection(table: Mapping[str, Any]) -> InspectionConfig:
         block_file_kinds=frozenset(kinds), clamd=clamd,
         leaf_validity_hours=_int(table, "leaf_validity_hours", 24, 1, 24 * 30, "inspection"),
         dlp=_dlp(table.get("dlp", {})), tenant_restrictions=_restrictions(table.get("tenant_restrictions")),
-        http_signatures=signatures, signature_mode=mode)
+        http_signatures=signatures, signature_mode=mode, do_not_decrypt_categories=tuple(categories))
 
 
 def _dlp(table: object) -> DlpThresholds:

@@ -103,10 +103,14 @@ class InspectionService:
             return deny(Reason.HTTP_SIGNATURE, detail=f"sid {hit.sid}: {hit.msg}"), sids
         return None, sids
 
-    def do_not_decrypt(self, tenant: str, host: str, port: int) -> str | None:
+    def do_not_decrypt(self, tenant: str, host: str, port: int,
+                       categories: tuple[str, ...] = ()) -> str | None:
         """Why this host is passed through undecrypted, or None."""
         if self._bypass.route(host, port).direct:
             return "do-not-decrypt list"
+        private = [c for c in categories if c in self.config.do_not_decrypt_categories]
+        if private:
+            return f"category {private[0]}"
         if self._optimize_rules is not None:
             rules = self._optimize_rules(tenant)
             cached = self._optimize.get(tenant)
@@ -120,13 +124,14 @@ class InspectionService:
                 return f"Microsoft 365 Optimize ({match.rule.label})"
         return None
 
-    def wants(self, tenant: str, obligations: str, host: str, port: int) -> bool:
+    def wants(self, tenant: str, obligations: str, host: str, port: int,
+              categories: tuple[str, ...] = ()) -> bool:
         if not self.config.enabled:
             return False
         stances = set(obligations.split(",")) if obligations else set()
         if "sanitise" not in stances and "inspect" not in stances:
             return False
-        return "sanitise" in stances or self.do_not_decrypt(tenant, host, port) is None
+        return "sanitise" in stances or self.do_not_decrypt(tenant, host, port, categories) is None
 
     def signatures_for(self, tenant: str, lists: WebLists | None) -> BuiltinSignatures:
         """The built-in file signatures plus the tenant's SHA-256 IOCs (cached per lists version)."""

@@ -317,8 +317,9 @@ class TunnelConnection(StreamGates, ControlRequests, asyncio.Protocol):
         inspection, ident = self.state.inspection, self.identity
         # Without a policy in force the internet default applies: allowed, inspected.
         stances = flow.obligations if flow.policy is not None else "inspect"
+        categories = flow.web.categories if flow.web is not None else ()
         if inspection is not None and ident is not None and inspection.wants(
-                ident.tenant_id, stances, authority.host, authority.port):
+                ident.tenant_id, stances, authority.host, authority.port, categories):
             refused, interceptor, used = await inspection.open(
                 authority.host, authority.port, [str(a) for a in addresses],
                 sanitise="sanitise" in flow.obligations.split(","),

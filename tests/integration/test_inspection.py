@@ -59,6 +59,7 @@ def host(case: str) -> str:
 def origins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsOrigins]:
     names = {case: [host(case)] for case in CASES}
     names["good"] = [host("good"), f"www.{host('good')}", "login.microsoftonline.com", host("phish")]
+    names["passthrough"] = [host("passthrough"), host("bank")]
     o = TlsOrigins(tmp_path_factory.mktemp("tls-origins"), names)
     yield o
     o.close()
@@ -92,6 +93,8 @@ def broker(tmp_path_factory: pytest.TempPathFactory, origins: TlsOrigins,
     scanner = f'clamd = "{clamd.unix_address}"' if clamd is not None else ""
     phishing = tmp_path_factory.mktemp("lists") / "phishing.txt"
     phishing.write_text(f"# a one-host-per-line list\n{host('phish')}\n")
+    banks = phishing.parent / "bank.txt"
+    banks.write_text(f"{host('bank')}\n")
     rules = phishing.parent / "local.rules"
     rules.write_text(
         'drop http any any -> any any (msg:"LOCAL exploit path"; flow:established,to_server; '
@@ -101,7 +104,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory, origins: TlsOrigins,
         'alert tcp any any -> any any (msg:"not http"; flowbits:set,x; sid:9000003; rev:1;)\n')
     inspection = f"""
 [lists]
-host_lists = {{ phishing = "{phishing}" }}
+host_lists = {{ phishing = "{phishing}", bank = "{banks}" }}
 
 [inspection]
 enabled = true
@@ -117,7 +120,7 @@ signature_mode = "block-drop"
 allowed_tenants = ["city.example.lg.jp", "pref.example.lg.jp"]
 context_tenant_id = "5f0a3b1e-0000-4000-8000-000000000001"
 """
-    statics = {host(case): [HOST] for case in (*CASES, "phish", "evil", "blocked", "h2")}
+    statics = {host(case): [HOST] for case in (*CASES, "phish", "evil", "blocked", "h2", "bank")}
     ports = list(origins.port.values()) + ([h2_origin.port] if h2_origin is not None else [])
     statics["login.microsoftonline.com"] = [HOST]
     b = BrokerProcess(tmp_path_factory.mktemp("broker"), allowed_ports=ports,
@@ -248,6 +251,16 @@ def test_do_not_decrypt_host_passes_untouched(agent: AgentProcess, broker: Broke
     assert cert == origins.certs["passthrough"]
     status, out, _ = curl(agent, f"https://{host('passthrough')}:{port}/", ca=origins.ca_path)
     assert status == 200 and "hello from passthrough" in out
+
+
+def test_banking_category_passes_untouched(agent: AgentProcess, broker: BrokerProcess,
+                                          origins: TlsOrigins) -> None:
+    """A host in the bank category (a list of the admin's) is never decrypted."""
+    cert = peer_certificate(agent, host("bank"), origins.port["passthrough"], origins.ca_path)
+    assert cert == origins.certs["passthrough"]
+    event = wait_audit(broker, lambda e: e.get("kind") == "stream"
+                       and e.get("destination") == f"{host('bank')}:{origins.port['passthrough']}", "bank")
+    assert event["extra"]["categories"] == "bank" and "inspected" not in event["extra"]
 
 
 def test_upload_with_a_valid_my_number_gets_the_block_page(agent: AgentProcess, broker: BrokerProcess,

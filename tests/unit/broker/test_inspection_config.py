@@ -16,6 +16,7 @@ def test_defaults_are_off_with_the_builtin_bypass_list() -> None:
     assert config.bypass_patterns() == BUILTIN_DO_NOT_DECRYPT
     assert config.dlp.mynumber == 1 and config.dlp.corporate_number == 0
     assert config.tenant_restrictions is None
+    assert "bank" in config.do_not_decrypt_categories and config.signature_mode == "alert-only"
 
 
 def test_a_full_section() -> None:
@@ -40,6 +41,8 @@ def test_a_full_section() -> None:
     ({"whole_scan_bytes": 10}, "inspection.whole_scan_bytes"),
     ({"whole_scan_bytes": 1 << 22, "max_buffer_bytes": 1 << 21}, "inspection.max_buffer_bytes"),
     ({"dlp": {"passport": 1}}, "inspection.dlp.passport"),
+    ({"do_not_decrypt_categories": ["bank", "no way"]}, "inspection.do_not_decrypt_categories[1]"),
+    ({"signature_mode": "block-some"}, "inspection.signature_mode"),
     ({"dlp": {"mynumber": -1}}, "inspection.dlp.mynumber"),
     ({"tenant_restrictions": {"allowed_tenants": []}}, "inspection.tenant_restrictions.allowed_tenants"),
 ])
