@@ -19,6 +19,7 @@ http_signatures = "/srv/et-open/rules"        # Suricata rules (HTTP subset); no
 signature_mode = "alert-only"                 # alert-only (IDS), block-drop, block-all (IPS)
 leaf_validity_hours = 24
 [inspection.dlp]                  # block when at least N found; 0 reports without blocking
+enabled = true                    # false: no DLP (the malware scan and the rest stay)
 mynumber = 1
 corporate_number = 0
 credit_card = 1
@@ -60,6 +61,7 @@ class DlpThresholds:
     mynumber: int = 1
     corporate_number: int = 0
     credit_card: int = 1
+    enabled: bool = True      # false: no DLP at all (malware scanning and the rest stay)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,12 +176,15 @@ def parse_inspection(table: Mapping[str, Any]) -> InspectionConfig:
 def _dlp(table: object) -> DlpThresholds:
     if not isinstance(table, Mapping):
         raise ConfigError(f"inspection.dlp: expected a table, got {table!r}")
-    unknown = set(table) - {"mynumber", "corporate_number", "credit_card"}
+    unknown = set(table) - {"mynumber", "corporate_number", "credit_card", "enabled"}
     if unknown:
         raise ConfigError(f"inspection.dlp.{sorted(unknown)[0]}: unknown detector")
+    enabled = table.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"inspection.dlp.enabled: expected true or false, got {enabled!r}")
     return DlpThresholds(*(_int(table, key, default, 0, 1_000_000, "inspection.dlp")
                            for key, default in (("mynumber", 1), ("corporate_number", 0),
-                                                ("credit_card", 1))))
+                                                ("credit_card", 1))), enabled=enabled)
 
 
 def _restrictions(table: object) -> TenantRestrictionConfig | None:

@@ -48,7 +48,7 @@ def _rule(threshold: int) -> DetectorRule | None:
 def settings_from(config: InspectionConfig, signatures: BuiltinSignatures) -> InspectionSettings:
     dlp = DlpPolicy(mynumber=_rule(config.dlp.mynumber),
                     corporate_number=_rule(config.dlp.corporate_number),
-                    credit_card=_rule(config.dlp.credit_card))
+                    credit_card=_rule(config.dlp.credit_card)) if config.dlp.enabled else None
     restrictions = config.tenant_restrictions
     return InspectionSettings(
         dlp=dlp, signatures=signatures, whole_scan_bytes=config.whole_scan_bytes,
