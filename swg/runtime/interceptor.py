@@ -145,6 +145,8 @@ class Interceptor:
                     self._client_eof = True
                     break
                 self._inbox += chunk
+        except ssl.SSLEOFError:       # closed without close_notify, as browsers often do
+            self._client_eof = True
         except ssl.SSLError as exc:   # e.g. a pinned app refusing our leaf: logged on the stream
             self.client_error = f"client TLS: {exc.reason or exc}"
             self._client_eof = True
