@@ -182,9 +182,10 @@ def _dlp(table: object) -> DlpThresholds:
     enabled = table.get("enabled", True)
     if not isinstance(enabled, bool):
         raise ConfigError(f"inspection.dlp.enabled: expected true or false, got {enabled!r}")
-    return DlpThresholds(*(_int(table, key, default, 0, 1_000_000, "inspection.dlp")
-                           for key, default in (("mynumber", 1), ("corporate_number", 0),
-                                                ("credit_card", 1))), enabled=enabled)
+    return DlpThresholds(mynumber=_int(table, "mynumber", 1, 0, 1_000_000, "inspection.dlp"),
+                         corporate_number=_int(table, "corporate_number", 0, 0, 1_000_000, "inspection.dlp"),
+                         credit_card=_int(table, "credit_card", 1, 0, 1_000_000, "inspection.dlp"),
+                         enabled=enabled)
 
 
 def _restrictions(table: object) -> TenantRestrictionConfig | None:
