@@ -2,9 +2,11 @@
 
 A flow is inspected when `[inspection] enabled`, the policy's obligations say inspect (or
 sanitise), and the host is not on the do-not-decrypt list (the built-in list, the configured
-patterns, and the tenant's Microsoft 365 Optimize endpoints). Opening it connects upstream
-first — TLS with full validation unless the port carries plain HTTP — and only then hands the
-stream an interceptor with a leaf minted from the inspection CA.
+patterns, the tenant's Microsoft 365 Optimize endpoints, the bank and health categories).
+Opening it connects upstream first — TLS with full validation unless the port carries plain
+HTTP — and only then hands the stream an interceptor with a leaf minted from the inspection CA.
+A site refused before connecting (IOC, category, policy) gets an interceptor without upstream
+that answers every request with the block page (`block_page`).
 """
 
 from __future__ import annotations
