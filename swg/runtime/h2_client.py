@@ -42,6 +42,7 @@ class _Stream:
         self.queue: asyncio.Queue[tuple[BodyEvent, int] | None] = asyncio.Queue()
         self.window = asyncio.Event()
         self.started = False
+        self.remote_ended = False     # the client sent END_STREAM
         self.task: asyncio.Task[None] | None = None
 
     async def body_event(self) -> BodyEvent:
@@ -155,6 +156,7 @@ class _H2Server:
         elif isinstance(event, ev.StreamEnded):
             found = self.streams.get(event.stream_id)
             if found is not None:
+                found.remote_ended = True
                 found.queue.put_nowait((h11.EndOfMessage(), 0))
         elif isinstance(event, ev.StreamReset):
             found = self.streams.pop(event.stream_id, None)
@@ -190,6 +192,23 @@ class _H2Server:
             stream.abort()
         finally:
             self.streams.pop(stream.stream_id, None)
+            self._settle(stream)
+
+    def _settle(self, stream: _Stream) -> None:
+        """An exchange that ended before the client's body did (a block page, an error): give
+        back the window of what was received and not read, and tell the client to stop sending
+        (RST_STREAM NO_ERROR after a complete response, RFC 9113 §8.1), or the connection's
+        window would leak and its other streams stall."""
+        while not stream.queue.empty():
+            item = stream.queue.get_nowait()
+            if item is not None and item[1]:
+                self.ack(stream.stream_id, item[1])
+        if not stream.remote_ended:
+            try:
+                self.conn.reset_stream(stream.stream_id, ErrorCodes.NO_ERROR)
+            except h2.exceptions.ProtocolError:
+                pass
+            self.flush()
 
 
 async def serve_h2(interceptor: Interceptor) -> None:

@@ -345,3 +345,26 @@ def test_an_http2_origin_is_spoken_to_in_http2(agent: AgentProcess, broker: Brok
     assert event["extra"]["origin_protocol"] == "h2"
     status, out, _ = curl(agent, f"{base}/eicar.com", flag, ca=ca)
     assert status == 403 and "malware-detected" in out, out
+
+
+def test_an_http2_upload_blocked_early_leaves_the_connection_usable(
+        agent: AgentProcess, broker: BrokerProcess, origins: TlsOrigins, tmp_path: Path) -> None:
+    """24 MiB with a My Number at the start over HTTP/2: the block page comes while the client
+    is still sending, the upload ends there (no hang until curl's timeout), and a second upload
+    on the same connection goes through."""
+    base, ca = f"https://{host('good')}:{origins.port['good']}", inspection_ca(broker)
+    big = tmp_path / "big.txt"
+    with open(big, "w", encoding="utf-8") as f:
+        f.write(f"個人番号 {valid_mynumber()}\n")
+        line = "関守市 住民記録 照会 test line\n" * 2000
+        while f.tell() < 24 * 1024 * 1024:
+            f.write(line)
+    small = tmp_path / "small.txt"
+    small.write_text("議事録 " * 20000)
+    common = ["-sS", "--max-time", "60", "--cacert", str(ca), "-x", agent.proxy, "--http2",
+              "-H", "content-type: text/plain", "-w", "\n%{http_version} %{response_code}\n"]
+    out = subprocess.run([require_curl(), *common, "--data-binary", f"@{big}", f"{base}/upload",
+                          "--next", *common, "--data-binary", f"@{small}", f"{base}/upload"],
+                         capture_output=True, text=True, timeout=120)
+    codes = [line for line in out.stdout.splitlines() if re.fullmatch(r"[0-9.]+ \d{3}", line)]
+    assert codes == ["2 403", "2 200"], out.stdout[-2000:] + out.stderr
